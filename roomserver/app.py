@@ -1,0 +1,54 @@
+"""Builds the one aiohttp application: pages, HTTP API, metrics and ``/ws``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+
+from roomserver import api
+from roomserver.broker.base import Broker
+from roomserver.broker.memory import MemoryBroker
+from roomserver.config import ConfigError, Settings
+from roomserver.node import Node
+from signaling.server import NODE_KEY, websocket_handler
+
+MAX_HTTP_BODY = 64 * 1024
+
+
+def make_broker(settings: Settings) -> Broker:
+    """The memory broker by default; the Redis one when ``--redis`` is set."""
+    if settings.redis:
+        raise ConfigError("redis: the Redis broker is not available in this version")
+    return MemoryBroker(settings.node_id, settings.history_size)
+
+
+def build_app(settings: Settings, broker: Broker | None = None) -> web.Application:
+    node = Node(settings, broker or make_broker(settings))
+    app = web.Application(client_max_size=MAX_HTTP_BODY, middlewares=[api.api_auth])
+    app[NODE_KEY] = node
+    app.router.add_get("/ws", websocket_handler)
+    api.add_routes(app)
+    _add_pages(app, settings.web_dir)
+
+    async def start(_: web.Application) -> None:
+        await node.start()
+
+    async def stop(_: web.Application) -> None:
+        await node.close()
+
+    app.on_startup.append(start)
+    app.on_cleanup.append(stop)
+    return app
+
+
+def _add_pages(app: web.Application, web_dir: Path) -> None:
+    if not web_dir.is_dir():
+        return
+    index = web_dir / "index.html"
+
+    async def home(_: web.Request) -> web.StreamResponse:
+        return web.FileResponse(index)
+
+    app.router.add_get("/", home)
+    app.router.add_static("/", web_dir, show_index=False, follow_symlinks=False)

@@ -1,0 +1,96 @@
+"""The broker contract: the one interface between a node and shared room state.
+
+A node decides with pure rules and local state; everything that must be the
+same on every node goes through the broker:
+
+* **Fan-out.** ``publish`` delivers an envelope to the sink of every node
+  subscribed to the room, in one order per room. A node subscribes a room
+  once, when its first local member joins, and unsubscribes when the last
+  one leaves.
+* **Chat sequencing and history.** ``append_chat`` allocates the next ``seq``,
+  stores the message in the capped history, remembers ``(user, cid)`` for
+  idempotency, and publishes the ``chat`` event, as one atomic step: a message
+  that got a ``seq`` is in history and will be published, and messages are
+  published in ``seq`` order. A repeated ``(user, cid)`` returns the first
+  message and publishes nothing.
+* **Votes.** ``vote`` records at most one vote per user per poll, atomically.
+  ``close_poll`` returns ``closed_now`` True to exactly one caller.
+* **Presence and likes.** Counters every node adds to; presence is the sum of
+  each node's report of its local members.
+
+Implementations: :mod:`roomserver.broker.memory` (one node, the default).
+Every implementation passes the same contract tests in ``tests/contract``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from roomserver.events import Envelope
+from roomserver.ids import ChatDraft, ChatMessage
+from roomserver.room import RoomInfo
+
+EventSink = Callable[[str, Envelope], None]
+"""Called once per event per node: ``sink(room_id, envelope)``. Must not block."""
+
+PollView = dict[str, Any]
+Tally = tuple[list[int], int]
+
+
+class Broker(Protocol):
+    node_id: str
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    def attach(self, sink: EventSink) -> None: ...
+
+    # rooms
+    async def create_room(self, info: RoomInfo) -> bool: ...
+    async def get_room(self, room: str) -> RoomInfo | None: ...
+    async def delete_room(self, room: str) -> bool: ...
+
+    # fan-out
+    async def subscribe(self, room: str) -> None: ...
+    async def unsubscribe(self, room: str) -> None: ...
+    async def publish(self, room: str, envelope: Envelope) -> None: ...
+
+    # chat
+    async def append_chat(
+        self, room: str, draft: ChatDraft, ts: int
+    ) -> tuple[ChatMessage, bool]: ...
+
+    async def latest_seq(self, room: str) -> int: ...
+    async def chat_latest(self, room: str, limit: int) -> list[ChatMessage]: ...
+    async def chat_since(
+        self, room: str, since: int, limit: int
+    ) -> tuple[list[ChatMessage], bool]: ...
+    async def chat_before(
+        self, room: str, seq: int, limit: int
+    ) -> tuple[list[ChatMessage], bool]: ...
+    async def chat_after(
+        self, room: str, seq: int, limit: int
+    ) -> tuple[list[ChatMessage], bool]: ...
+    async def delete_chat(self, room: str, seq: int) -> bool: ...
+    async def mark_read(self, room: str, user: str, seq: int) -> None: ...
+    async def readers(self, room: str, seq: int) -> int: ...
+
+    # polls
+    async def create_poll(
+        self,
+        room: str,
+        poll_id: str,
+        question: str,
+        options: Sequence[str],
+        now_ms: int,
+        duration_s: int | None,
+    ) -> PollView: ...
+    async def vote(self, room: str, poll_id: str, user: str, option: int) -> Tally: ...
+    async def close_poll(self, room: str, poll_id: str, now_ms: int) -> tuple[PollView, bool]: ...
+    async def poll_tally(self, room: str, poll_id: str) -> Tally: ...
+    async def polls(self, room: str, user: str | None, now_ms: int) -> list[PollView]: ...
+
+    # counters
+    async def add_likes(self, room: str, n: int) -> int: ...
+    async def likes(self, room: str) -> int: ...
+    async def presence(self, room: str, local_members: int) -> int: ...

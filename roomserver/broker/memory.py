@@ -1,0 +1,165 @@
+"""The in-memory broker: one node, everything in this process.
+
+Atomicity comes from the event loop: no method awaits between reading and
+writing a room's state, so each call is one indivisible step. ``publish``
+calls the node's sink synchronously, which keeps a room's events in the order
+they were accepted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from roomserver.broker.base import EventSink, PollView, Tally
+from roomserver.chat import ChatLog
+from roomserver.errors import NotFound
+from roomserver.events import Envelope
+from roomserver.ids import ChatDraft, ChatMessage
+from roomserver.polls import PollBook
+from roomserver.reads import ReadMarks
+from roomserver.room import RoomInfo
+
+
+@dataclass(slots=True)
+class _SharedRoom:
+    info: RoomInfo
+    chat: ChatLog
+    polls: PollBook = field(default_factory=PollBook)
+    reads: ReadMarks = field(default_factory=ReadMarks)
+    likes: int = 0
+
+
+class MemoryBroker:
+    """Single-node broker; the embedded default."""
+
+    def __init__(self, node_id: str = "local", history_size: int = 1000) -> None:
+        self.node_id = node_id
+        self._history_size = history_size
+        self._rooms: dict[str, _SharedRoom] = {}
+        self._subscribed: set[str] = set()
+        self._sink: EventSink | None = None
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._subscribed.clear()
+
+    def attach(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    # rooms
+
+    async def create_room(self, info: RoomInfo) -> bool:
+        if info.id in self._rooms:
+            return False
+        self._rooms[info.id] = _SharedRoom(info, ChatLog(info.id, self._history_size))
+        return True
+
+    async def get_room(self, room: str) -> RoomInfo | None:
+        shared = self._rooms.get(room)
+        return shared.info if shared else None
+
+    async def delete_room(self, room: str) -> bool:
+        return self._rooms.pop(room, None) is not None
+
+    def _room(self, room: str) -> _SharedRoom:
+        shared = self._rooms.get(room)
+        if shared is None:
+            raise NotFound(f"room {room!r} does not exist")
+        return shared
+
+    # fan-out
+
+    async def subscribe(self, room: str) -> None:
+        self._subscribed.add(room)
+
+    async def unsubscribe(self, room: str) -> None:
+        self._subscribed.discard(room)
+
+    async def publish(self, room: str, envelope: Envelope) -> None:
+        self._deliver(room, envelope)
+
+    def _deliver(self, room: str, envelope: Envelope) -> None:
+        if self._sink is not None and room in self._subscribed:
+            self._sink(room, envelope)
+
+    # chat
+
+    async def append_chat(self, room: str, draft: ChatDraft, ts: int) -> tuple[ChatMessage, bool]:
+        message, new = self._room(room).chat.append(draft, ts)
+        if new:
+            self._deliver(room, Envelope(message.to_event()))
+        return message, new
+
+    async def latest_seq(self, room: str) -> int:
+        return self._room(room).chat.latest_seq
+
+    async def chat_latest(self, room: str, limit: int) -> list[ChatMessage]:
+        return self._room(room).chat.latest(limit)
+
+    async def chat_since(self, room: str, since: int, limit: int) -> tuple[list[ChatMessage], bool]:
+        return self._room(room).chat.since(since, limit)
+
+    async def chat_before(self, room: str, seq: int, limit: int) -> tuple[list[ChatMessage], bool]:
+        return self._room(room).chat.before(seq, limit)
+
+    async def chat_after(self, room: str, seq: int, limit: int) -> tuple[list[ChatMessage], bool]:
+        return self._room(room).chat.after(seq, limit)
+
+    async def delete_chat(self, room: str, seq: int) -> bool:
+        return self._room(room).chat.delete(seq)
+
+    async def mark_read(self, room: str, user: str, seq: int) -> None:
+        self._room(room).reads.mark(user, seq)
+
+    async def readers(self, room: str, seq: int) -> int:
+        return self._room(room).reads.readers(seq)
+
+    # polls
+
+    async def create_poll(
+        self,
+        room: str,
+        poll_id: str,
+        question: str,
+        options: Sequence[str],
+        now_ms: int,
+        duration_s: int | None,
+    ) -> PollView:
+        poll = self._room(room).polls.create(poll_id, question, options, now_ms, duration_s)
+        return poll.to_wire()
+
+    async def vote(self, room: str, poll_id: str, user: str, option: int) -> Tally:
+        poll = self._room(room).polls.vote(poll_id, user, option)
+        return list(poll.votes), poll.total
+
+    async def close_poll(self, room: str, poll_id: str, now_ms: int) -> tuple[PollView, bool]:
+        book = self._room(room).polls
+        closed = book.close(poll_id, now_ms)
+        return book.get(poll_id).to_wire(), closed is not None
+
+    async def poll_tally(self, room: str, poll_id: str) -> Tally:
+        poll = self._room(room).polls.get(poll_id)
+        return list(poll.votes), poll.total
+
+    async def polls(self, room: str, user: str | None, now_ms: int) -> list[PollView]:
+        book = self._room(room).polls
+        return [
+            p.to_wire(book.my_vote(p.id, user) if user is not None else None)
+            for p in book.visible(now_ms)
+        ]
+
+    # counters
+
+    async def add_likes(self, room: str, n: int) -> int:
+        shared = self._room(room)
+        shared.likes += n
+        return shared.likes
+
+    async def likes(self, room: str) -> int:
+        return self._room(room).likes
+
+    async def presence(self, room: str, local_members: int) -> int:
+        return local_members

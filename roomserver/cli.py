@@ -1,0 +1,133 @@
+"""``roomserver serve`` and ``roomserver token``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from roomserver import config
+from roomserver.app import build_app
+from roomserver.auth import DEFAULT_TTL_S, mint_token
+from roomserver.config import ConfigError, Settings
+from roomserver.ids import Role
+from roomserver.room import RoomInfo
+from signaling.server import NODE_KEY
+
+DEMO_ROOM = "demo"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roomserver", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run a node")
+    config.add_arguments(serve)
+    serve.add_argument("--demo", action="store_true", help="create a demo room and print links")
+
+    token = commands.add_parser("token", help="print a signed room token")
+    token.add_argument("--room", required=True)
+    token.add_argument("--user", required=True)
+    token.add_argument("--name", required=True)
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, help="seconds of validity")
+    token.add_argument("--secret", default=None, help="[ROOMSERVER_SECRET]")
+
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "token":
+            return _token(args)
+        settings = config.load(vars(args), demo=args.demo)
+    except ConfigError as exc:
+        print(f"roomserver: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(settings))
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    settings = config.load({"secret": args.secret})
+    if settings.secret_generated:
+        raise ConfigError("secret: set --secret or ROOMSERVER_SECRET to mint tokens")
+    print(
+        mint_token(
+            settings.secret,
+            room=args.room,
+            user=args.user,
+            name=args.name,
+            role=args.role,
+            ttl_s=args.ttl,
+        )
+    )
+    return 0
+
+
+async def serve_forever(settings: Settings) -> None:
+    app = build_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    port = _bound_port(site, settings.port)
+    settings = app[NODE_KEY].settings = _with_port(settings, port)
+    out = sys.stdout
+    print(f"roomserver node={settings.node_id} listening on {settings.url()}", file=out)
+    if settings.secret_generated:
+        print(f"generated secret (set ROOMSERVER_SECRET to keep it): {settings.secret}", file=out)
+    if settings.demo:
+        await _demo(app, settings)
+    out.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def _bound_port(site: web.TCPSite, fallback: int) -> int:
+    server = site._server
+    sockets = getattr(server, "sockets", None) or []
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    return fallback
+
+
+def _with_port(settings: Settings, port: int) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, port=port)
+
+
+async def _demo(app: web.Application, settings: Settings) -> None:
+    node = app[NODE_KEY]
+    await node.create_room(
+        RoomInfo(
+            id=DEMO_ROOM,
+            title="Demo product review",
+            welcome="Welcome to the demo room! Say hello in the chat.",
+            created_at=node.clock.now_ms(),
+        )
+    )
+    base = settings.url()
+    host = mint_token(settings.secret, room=DEMO_ROOM, user="host", name="Host", role="host")
+    viewer = mint_token(
+        settings.secret, room=DEMO_ROOM, user="viewer-1", name="Viewer 1", role="member"
+    )
+    print(f"host link:   {base}/host.html#room={DEMO_ROOM}&token={host}")
+    print(f"viewer link: {base}/viewer.html#room={DEMO_ROOM}&token={viewer}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,667 @@
+"""A node: owns this process's rooms and connections; the only caller of the broker.
+
+Every request goes through :meth:`Node.dispatch`, which answers it exactly
+once: ``ok`` with the handler's result, the ``ClientError``'s code, or
+``internal`` (logged with the request id) for anything unexpected. Handlers
+check membership and role first, then apply the pure rules of
+:mod:`roomserver.room` and the limits of :mod:`roomserver.limits`, then commit
+through the broker. Events reach connections only through the broker's sink
+(:meth:`_on_event`), so a single node and many nodes behave alike.
+
+Coalesced events (presence, likes, poll tallies) go out through a
+:class:`~roomserver.throttle.Throttle` per room or poll: the first change is
+sent at once, later ones at most once per interval, and the last state is
+never left unsent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
+
+from roomserver.auth import verify_token
+from roomserver.broker.base import Broker
+from roomserver.clock import SYSTEM_CLOCK, Clock
+from roomserver.config import Settings
+from roomserver.errors import (
+    BadRequest,
+    Blocked,
+    ClientError,
+    Forbidden,
+    Internal,
+    Muted,
+    NotFound,
+    NotJoined,
+    RateLimited,
+    Unavailable,
+)
+from roomserver.events import Envelope, to_all
+from roomserver.hub import Conn, Hub
+from roomserver.ids import ChatDraft, Identity
+from roomserver.limits import KeyedBuckets, StrikeCounter, WordFilter
+from roomserver.metrics import Metrics
+from roomserver.room import RoomInfo, RoomState, authorize
+from roomserver.throttle import Throttle
+from signaling import messages as m
+
+log = logging.getLogger(__name__)
+
+HISTORY_ON_JOIN = 50
+RESUME_LIMIT = 500
+PRESENCE_INTERVAL_S = 1.0
+LIKES_INTERVAL_S = 0.5
+TALLY_INTERVAL_S = 0.2
+
+
+def _retry_ms(wait_s: float) -> int:
+    """``retry_after_ms`` for a bucket's wait; a bucket that can never refill says one hour."""
+    return math.ceil(min(wait_s, 3600.0) * 1000)
+
+
+class MediaBackend(Protocol):
+    """What the node needs from the SFU; absent until media is configured."""
+
+    async def publish(self, room: str, who: Identity, sdp: str) -> str: ...
+    async def subscribe(self, room: str, who: Identity, publisher: str, sdp: str) -> str: ...
+    async def unpublish(self, room: str, user: str) -> None: ...
+    async def unsubscribe(self, room: str, user: str, publisher: str) -> None: ...
+    async def member_gone(self, room: str, user: str) -> None: ...
+
+
+Handler = Callable[[Conn, Identity, RoomState, Any], Awaitable[dict[str, Any]]]
+
+
+class Node:
+    def __init__(
+        self,
+        settings: Settings,
+        broker: Broker,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.clock = clock
+        self.metrics = metrics or Metrics()
+        self.hub = Hub(self.metrics)
+        self.media: MediaBackend | None = None
+        self.rooms: dict[str, RoomState] = {}
+        self._chat_buckets = KeyedBuckets(settings.chat_rate, settings.chat_burst)
+        self._request_buckets = KeyedBuckets(settings.request_rate, settings.request_burst)
+        rate = settings.joins_per_ip_rate
+        self._join_buckets = KeyedBuckets(rate, max(1.0, rate))
+        self._strikes = StrikeCounter(settings.auto_mute_strikes, settings.auto_mute_window_s)
+        self._filter = WordFilter(settings.words)
+        self._ip_conns: Counter[str] = Counter()
+        self._conn_count = 0
+        self._throttles: dict[tuple[str, str], Throttle] = {}
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[str, Handler] = {
+            "leave": self._leave,
+            "chat.send": self._chat_send,
+            "chat.history": self._chat_history,
+            "chat.read": self._chat_read,
+            "chat.readers": self._chat_readers,
+            "poll.create": self._poll_create,
+            "poll.vote": self._poll_vote,
+            "poll.close": self._poll_close,
+            "like": self._like,
+            "product.pin": self._product_pin,
+            "product.unpin": self._product_unpin,
+            "cohost.request": self._cohost_request,
+            "cohost.invite": self._cohost_invite,
+            "cohost.accept": self._cohost_accept,
+            "cohost.decline": self._cohost_decline,
+            "cohost.end": self._cohost_end,
+            "mod.mute": self._mod_mute,
+            "mod.kick": self._mod_kick,
+            "mod.ban": self._mod_ban,
+            "mod.delete": self._mod_delete,
+            "room.end": self._room_end,
+            "rtc.publish": self._rtc_publish,
+            "rtc.subscribe": self._rtc_subscribe,
+            "rtc.unpublish": self._rtc_unpublish,
+            "rtc.unsubscribe": self._rtc_unsubscribe,
+        }
+        broker.attach(self._on_event)
+        self.metrics.gauge("roomserver_connections", "open WebSockets", lambda: self._conn_count)
+        self.metrics.gauge("roomserver_rooms", "rooms with local members", self._room_gauge)
+        self.metrics.gauge("roomserver_members", "distinct members present", self._member_gauge)
+
+    def _room_gauge(self) -> float:
+        return self.hub.room_count
+
+    def _member_gauge(self) -> float:
+        return sum(state.member_count for state in self.rooms.values())
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.broker.start()
+
+    async def close(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.broker.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- connections --------------------------------------------------------------
+
+    def open_connection(self, conn: Conn) -> bool:
+        """Admit a new connection from ``conn.peer``; False when the address has too many."""
+        if self._ip_conns[conn.peer] >= self.settings.max_connections_per_ip:
+            return False
+        self._ip_conns[conn.peer] += 1
+        self._conn_count += 1
+        return True
+
+    async def connection_closed(self, conn: Conn) -> None:
+        conn.close()
+        for room in list(conn.rooms):
+            await self._leave_room(conn, room)
+        self._conn_count -= 1
+        self._ip_conns[conn.peer] -= 1
+        if self._ip_conns[conn.peer] <= 0:
+            del self._ip_conns[conn.peer]
+
+    # -- requests -----------------------------------------------------------------
+
+    async def dispatch(self, conn: Conn, req: m.Request) -> None:
+        """Answer ``req`` exactly once."""
+        self.metrics.requests.inc(req.t)
+        started = time.perf_counter()
+        try:
+            result = await self._handle(conn, req)
+        except ClientError as exc:
+            self.metrics.errors.inc(exc.code)
+            conn.answer(exc.to_wire(req.id))
+            if isinstance(req, m.Join):
+                conn.joining.pop(req.room, None)
+            return
+        except Exception:
+            log.exception("request failed id=%r t=%s conn=%d", req.id, req.t, conn.id)
+            self.metrics.errors.inc(Internal.code)
+            conn.answer(Internal("internal error").to_wire(req.id))
+            return
+        conn.answer({"t": "ok", "id": req.id, **result})
+        if isinstance(req, m.Join):
+            self.hub.release_joining(req.room, conn, result["seq"])
+            self.metrics.join_seconds.observe(time.perf_counter() - started)
+
+    async def _handle(self, conn: Conn, req: m.Request) -> dict[str, Any]:
+        if isinstance(req, m.Ping):
+            return {"ts": self.clock.now_ms()}
+        if isinstance(req, m.Join):
+            return await self._join(conn, req)
+        who = conn.rooms.get(req.room)
+        state = self.rooms.get(req.room)
+        if who is None or state is None:
+            raise NotJoined(f"not joined to room {req.room!r}")
+        authorize(req.t, who)
+        if not who.role.is_staff:
+            wait = self._request_buckets.take(str(conn.id), self.clock.mono())
+            if wait > 0:
+                raise RateLimited(_retry_ms(wait))
+        return await self._handlers[req.t](conn, who, state, req)
+
+    # -- join and leave -------------------------------------------------------------
+
+    async def _join(self, conn: Conn, req: m.Join) -> dict[str, Any]:
+        wait = self._join_buckets.take(conn.peer, self.clock.mono())
+        if wait > 0:
+            raise RateLimited(_retry_ms(wait), "too many joins from this address")
+        who = verify_token(self.settings.secret, req.token, req.room)
+        previous = conn.rooms.get(req.room)
+        if previous is not None and previous != who:
+            await self._leave_room(conn, req.room)
+            previous = None
+        if previous is None and len(conn.rooms) >= self.settings.max_rooms_per_connection:
+            raise Forbidden("this connection has joined too many rooms")
+        state = await self._room(req.room)
+        if previous is None:
+            first = state.admit(who)
+            conn.rooms[req.room] = who
+            conn.joining[req.room] = []
+            if self.hub.attach(req.room, conn):
+                await self.broker.subscribe(req.room)
+            if first:
+                await self._member_changed(state, who, "member.joined")
+        else:
+            conn.joining[req.room] = []
+        try:
+            return await self._snapshot(state, who, req.since)
+        except BaseException:
+            conn.joining.pop(req.room, None)
+            await self._leave_room(conn, req.room)
+            raise
+
+    async def _room(self, room_id: str) -> RoomState:
+        state = self.rooms.get(room_id)
+        if state is not None:
+            return state
+        info = await self.broker.get_room(room_id)
+        if info is None:
+            raise NotFound(f"room {room_id!r} does not exist")
+        state = self.rooms.get(room_id)
+        if state is None:
+            state = self.rooms[room_id] = RoomState(info, max_cohosts=self.settings.max_cohosts)
+        return state
+
+    async def _snapshot(self, state: RoomState, who: Identity, since: int | None) -> dict[str, Any]:
+        room = state.id
+        seq = await self.broker.latest_seq(room)
+        if since is None:
+            history, gap = await self.broker.chat_latest(room, HISTORY_ON_JOIN), False
+        else:
+            history, gap = await self.broker.chat_since(room, since, RESUME_LIMIT)
+            if since > seq:
+                history = await self.broker.chat_latest(room, HISTORY_ON_JOIN)
+        members = await self.broker.presence(room, state.member_count)
+        likes = await self.broker.likes(room)
+        polls = await self.broker.polls(room, who.user, self.clock.now_ms())
+        if history and history[-1].seq > seq:
+            seq = history[-1].seq
+        return {
+            "me": who.to_wire(),
+            "room": state.snapshot(members, likes),
+            "polls": polls,
+            "history": [msg.to_event() for msg in history],
+            "seq": seq,
+            "gap": gap,
+        }
+
+    async def _leave(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.Leave
+    ) -> dict[str, Any]:
+        await self._leave_room(conn, req.room)
+        return {}
+
+    async def _leave_room(self, conn: Conn, room: str, *, ended: bool = False) -> None:
+        """Take ``conn`` out of ``room``; announce what changed unless the room ended."""
+        who = conn.rooms.pop(room, None)
+        conn.joining.pop(room, None)
+        if who is None:
+            return
+        emptied = self.hub.detach(room, conn)
+        state = self.rooms.get(room)
+        if state is not None and not ended:
+            last, envelopes = state.release(who.user)
+            await self._publish(room, envelopes)
+            if last:
+                if self.media is not None:
+                    await self.media.member_gone(room, who.user)
+                await self._member_changed(state, who, "member.left")
+        if emptied:
+            await self.broker.unsubscribe(room)
+
+    async def _member_changed(self, state: RoomState, who: Identity, kind: str) -> None:
+        if who.role.is_staff or state.member_count < self.settings.member_events_below:
+            event = {"t": kind, "room": state.id, **who.to_wire()}
+            await self.broker.publish(state.id, to_all(event))
+        room = state.id
+
+        async def emit() -> None:
+            current = self.rooms.get(room)
+            local = current.member_count if current is not None else 0
+            total = await self.broker.presence(room, local)
+            event = {"t": "presence", "room": room, "members": total}
+            await self.broker.publish(room, to_all(event))
+
+        self._coalesce(room, "presence", PRESENCE_INTERVAL_S, emit)
+
+    # -- chat -----------------------------------------------------------------------
+
+    async def _chat_send(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ChatSend
+    ) -> dict[str, Any]:
+        state.check_can_chat(who, self.clock.now_ms())
+        if not who.role.is_staff:
+            if self._filter.blocks(req.text):
+                raise await self._strike(
+                    state, who, Blocked("the message was refused by the filter")
+                )
+            wait = self._chat_buckets.take(f"{state.id}\0{who.user}", self.clock.mono())
+            if wait > 0:
+                raise await self._strike(state, who, RateLimited(_retry_ms(wait)))
+        draft = ChatDraft(who.user, who.name, who.role.value, req.text, req.cid)
+        message, new = await self.broker.append_chat(state.id, draft, self.clock.now_ms())
+        if new:
+            self.metrics.messages_accepted.inc()
+        return {"seq": message.seq, "ts": message.ts}
+
+    async def _strike(self, state: RoomState, who: Identity, error: ClientError) -> ClientError:
+        """Count a tripped limit; the last strike of a burst mutes the member instead."""
+        if not self._strikes.strike(f"{state.id}\0{who.user}", self.clock.mono()):
+            return error
+        envelopes = state.mute(None, who.user, self.settings.auto_mute_seconds, self.clock.now_ms())
+        await self._publish(state.id, envelopes)
+        log.info("auto-mute room=%s user=%s reason=%s", state.id, who.user, error.code)
+        return Muted(state.mutes[who.user], "muted automatically for repeated violations")
+
+    async def _chat_history(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ChatHistory
+    ) -> dict[str, Any]:
+        if req.before is not None:
+            messages, gap = await self.broker.chat_before(state.id, req.before, req.limit)
+        elif req.after is not None:
+            messages, gap = await self.broker.chat_after(state.id, req.after, req.limit)
+        else:
+            messages, gap = await self.broker.chat_latest(state.id, req.limit), False
+        return {"messages": [msg.to_event() for msg in messages], "gap": gap}
+
+    async def _chat_read(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ChatRead
+    ) -> dict[str, Any]:
+        if req.seq > await self.broker.latest_seq(state.id):
+            raise BadRequest("seq: beyond the latest message of the room")
+        await self.broker.mark_read(state.id, who.user, req.seq)
+        return {}
+
+    async def _chat_readers(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ChatReaders
+    ) -> dict[str, Any]:
+        return {"count": await self.broker.readers(state.id, req.seq)}
+
+    # -- polls ----------------------------------------------------------------------
+
+    async def _poll_create(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.PollCreate
+    ) -> dict[str, Any]:
+        poll_id = "p" + secrets.token_hex(4)
+        poll = await self.broker.create_poll(
+            state.id, poll_id, req.question, req.options, self.clock.now_ms(), req.duration_s
+        )
+        await self.broker.publish(
+            state.id, to_all({"t": "poll.opened", "room": state.id, "poll": poll})
+        )
+        if req.duration_s is not None:
+            self._schedule_close(state.id, poll_id, req.duration_s)
+        return {"poll": poll}
+
+    def _schedule_close(self, room: str, poll_id: str, delay_s: float) -> None:
+        loop = asyncio.get_running_loop()
+        key = (room, "close:" + poll_id)
+        self._timers[key] = loop.call_later(
+            delay_s, lambda: self._spawn(self._auto_close(room, poll_id))
+        )
+
+    async def _auto_close(self, room: str, poll_id: str) -> None:
+        await self._close_poll(room, poll_id, auto=True)
+
+    async def _close_poll(self, room: str, poll_id: str, *, auto: bool = False) -> dict[str, Any]:
+        handle = self._timers.pop((room, "close:" + poll_id), None)
+        if handle is not None and not auto:
+            handle.cancel()
+        try:
+            poll, closed_now = await self.broker.close_poll(room, poll_id, self.clock.now_ms())
+        except NotFound:
+            if auto:
+                return {}
+            raise
+        if closed_now:
+            await self.broker.publish(
+                room, to_all({"t": "poll.closed", "room": room, "poll": poll})
+            )
+        return poll
+
+    async def _poll_vote(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.PollVote
+    ) -> dict[str, Any]:
+        await self.broker.vote(state.id, req.poll, who.user, req.option)
+        room, poll_id = state.id, req.poll
+
+        async def emit() -> None:
+            votes, total = await self.broker.poll_tally(room, poll_id)
+            event = {
+                "t": "poll.tally",
+                "room": room,
+                "poll": poll_id,
+                "votes": votes,
+                "total": total,
+            }
+            await self.broker.publish(room, to_all(event))
+
+        self._coalesce(room, "tally:" + poll_id, TALLY_INTERVAL_S, emit)
+        return {}
+
+    async def _poll_close(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.PollClose
+    ) -> dict[str, Any]:
+        return {"poll": await self._close_poll(state.id, req.poll)}
+
+    # -- likes and products -----------------------------------------------------------
+
+    async def _like(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.Like
+    ) -> dict[str, Any]:
+        await self.broker.add_likes(state.id, req.n)
+        room = state.id
+
+        async def emit() -> None:
+            total = await self.broker.likes(room)
+            await self.broker.publish(room, to_all({"t": "likes", "room": room, "total": total}))
+
+        self._coalesce(room, "likes", LIKES_INTERVAL_S, emit)
+        return {}
+
+    async def _product_pin(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ProductPin
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.pin(req.product.to_wire()))
+        return {}
+
+    async def _product_unpin(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ProductUnpin
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.pin(None))
+        return {}
+
+    # -- link-mic ---------------------------------------------------------------------
+
+    async def _cohost_request(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.CohostRequest
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.request_cohost(who))
+        return {}
+
+    async def _cohost_invite(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.CohostInvite
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.invite(who, req.user))
+        return {}
+
+    async def _cohost_accept(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.CohostAccept
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.accept(who))
+        return {}
+
+    async def _cohost_decline(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.CohostDecline
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.decline(who))
+        return {}
+
+    async def _cohost_end(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.CohostEnd
+    ) -> dict[str, Any]:
+        envelopes = state.end_cohost(who, req.user)
+        if self.media is not None:
+            await self.media.unpublish(state.id, req.user)
+        await self._publish(state.id, envelopes)
+        return {}
+
+    # -- moderation -----------------------------------------------------------------
+
+    async def _mod_mute(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ModMute
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.mute(who, req.user, req.seconds, self.clock.now_ms()))
+        return {}
+
+    async def _mod_kick(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ModKick
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.kick(who, req.user))
+        return {}
+
+    async def _mod_ban(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ModBan
+    ) -> dict[str, Any]:
+        await self._publish(state.id, state.ban(who, req.user))
+        return {}
+
+    async def _mod_delete(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.ModDelete
+    ) -> dict[str, Any]:
+        if not await self.broker.delete_chat(state.id, req.seq):
+            raise NotFound(f"message {req.seq} is not in the room's history")
+        event = {"t": "chat.deleted", "room": state.id, "seq": req.seq}
+        await self.broker.publish(state.id, to_all(event))
+        return {}
+
+    # -- room end ---------------------------------------------------------------------
+
+    async def _room_end(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RoomEnd
+    ) -> dict[str, Any]:
+        await self.end_room(state.id)
+        return {}
+
+    async def end_room(self, room: str) -> bool:
+        """End ``room`` everywhere: ``room.ended`` then ``kicked`` to all, then forget it."""
+        if await self.broker.get_room(room) is None:
+            return False
+        await self.broker.publish(room, to_all({"t": "room.ended", "room": room}))
+        kicked = {"t": "kicked", "room": room, "reason": "room_ended"}
+        await self.broker.publish(room, to_all(kicked))
+        await self.broker.delete_room(room)
+        self._forget_room(room)
+        return True
+
+    def _forget_room(self, room: str) -> None:
+        self.rooms.pop(room, None)
+        for key in [k for k in self._timers if k[0] == room]:
+            self._timers.pop(key).cancel()
+        for key in [k for k in self._throttles if k[0] == room]:
+            del self._throttles[key]
+
+    # -- media ------------------------------------------------------------------------
+
+    def _require_media(self) -> MediaBackend:
+        if self.media is None:
+            raise Unavailable("media is not enabled on this node")
+        return self.media
+
+    async def _rtc_publish(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RtcPublish
+    ) -> dict[str, Any]:
+        if not state.may_publish(who):
+            raise Forbidden("only the host and accepted co-hosts may publish")
+        return {"sdp": await self._require_media().publish(state.id, who, req.sdp)}
+
+    async def _rtc_subscribe(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RtcSubscribe
+    ) -> dict[str, Any]:
+        media = self._require_media()
+        if req.publisher not in state.publishers:
+            raise NotFound(f"{req.publisher!r} is not publishing")
+        return {"sdp": await media.subscribe(state.id, who, req.publisher, req.sdp)}
+
+    async def _rtc_unpublish(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnpublish
+    ) -> dict[str, Any]:
+        await self._require_media().unpublish(state.id, who.user)
+        return {}
+
+    async def _rtc_unsubscribe(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnsubscribe
+    ) -> dict[str, Any]:
+        await self._require_media().unsubscribe(state.id, who.user, req.publisher)
+        return {}
+
+    # -- HTTP API entry points ----------------------------------------------------------
+
+    async def create_room(self, info: RoomInfo) -> bool:
+        return await self.broker.create_room(info)
+
+    async def room_status(self, room: str) -> dict[str, Any] | None:
+        info = await self.broker.get_room(room)
+        if info is None:
+            return None
+        state = self.rooms.get(room) or RoomState(info, max_cohosts=self.settings.max_cohosts)
+        return {
+            "id": info.id,
+            "title": info.title,
+            "live": state.live,
+            "members": await self.broker.presence(room, state.member_count),
+            "likes": await self.broker.likes(room),
+            "host": state.host,
+            "cohosts": list(state.cohosts),
+        }
+
+    # -- events -----------------------------------------------------------------------
+
+    async def _publish(self, room: str, envelopes: list[Envelope]) -> None:
+        for envelope in envelopes:
+            await self.broker.publish(room, envelope)
+
+    def _on_event(self, room: str, envelope: Envelope) -> None:
+        """The broker's sink: fan out, then act on events that change membership."""
+        self.hub.deliver(room, envelope)
+        if envelope.type == "kicked":
+            if envelope.users is None:
+                targets = self.hub.conns(room)
+            else:
+                targets = list(self.hub.conns_of(room, envelope.users))
+            ended = envelope.event.get("reason") == "room_ended"
+            for conn in targets:
+                self._spawn(self._leave_room(conn, room, ended=ended))
+            if ended:
+                self._forget_room(room)
+
+    def _coalesce(
+        self, room: str, what: str, interval: float, emit: Callable[[], Awaitable[None]]
+    ) -> None:
+        key = (room, what)
+        throttle = self._throttles.get(key)
+        if throttle is None:
+            throttle = self._throttles[key] = Throttle(interval)
+        delay = throttle.changed(self.clock.mono())
+        if delay is None:
+            return
+        if delay == 0:
+            self._spawn(self._run_emit(emit))
+            return
+
+        def flush() -> None:
+            self._timers.pop(key, None)
+            if throttle.flush(self.clock.mono()):
+                self._spawn(self._run_emit(emit))
+
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, flush)
+
+    async def _run_emit(self, emit: Callable[[], Awaitable[None]]) -> None:
+        with contextlib.suppress(NotFound):  # the room ended before the event went out
+            await emit()

@@ -1,0 +1,267 @@
+"""Control state of one room and every rule that changes it. No I/O.
+
+The rules, in one place:
+
+* Permissions follow the contract's role table (:data:`PERMISSIONS`); actions
+  not listed there are open to every joined member.
+* Moderation goes down the ranks only: a host may moderate moderators and
+  members, a moderator only members, nobody themselves.
+* A banned user cannot join; a ban also removes the user's connections. A kick
+  removes them but they may join again.
+* A muted user cannot chat until the mute's ``until``; nothing else is barred.
+* Link-mic: any member may raise a hand; the host invites a present user; the
+  invited user accepts (becoming a co-host) or declines. At most
+  ``max_cohosts`` co-hosts at once: an invite or accept beyond that is
+  ``cohost_full``. A co-host leaves the stage when the host ends it, when it
+  ends itself, or when its last connection leaves the room.
+* ``rtc.publish`` is for hosts and for accepted co-hosts.
+
+Every transition returns the envelopes to publish; the caller publishes them
+and nothing else, so the same rules serve one node or many.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from roomserver.errors import Banned, CohostFull, Forbidden, Muted, NotFound, NotInvited
+from roomserver.events import HOST_ROLES, STAFF_ROLES, Envelope, to_all, to_roles, to_users
+from roomserver.ids import Identity, Role
+
+_STAFF = frozenset({Role.HOST, Role.MODERATOR})
+_HOST = frozenset({Role.HOST})
+
+#: Request types not open to every member, and the roles that may send them.
+PERMISSIONS: dict[str, frozenset[Role]] = {
+    "poll.create": _STAFF,
+    "poll.close": _STAFF,
+    "product.pin": _STAFF,
+    "product.unpin": _STAFF,
+    "mod.mute": _STAFF,
+    "mod.kick": _STAFF,
+    "mod.ban": _STAFF,
+    "mod.delete": _STAFF,
+    "cohost.invite": _HOST,
+    "room.end": _HOST,
+}
+
+_RANK = {Role.MEMBER: 0, Role.MODERATOR: 1, Role.HOST: 2}
+
+
+def authorize(action: str, who: Identity) -> None:
+    """Raise ``Forbidden`` unless ``who``'s role may send ``action``."""
+    allowed = PERMISSIONS.get(action)
+    if allowed is not None and who.role not in allowed:
+        raise Forbidden(f"{action} is not allowed for role {who.role.value}")
+
+
+@dataclass(frozen=True, slots=True)
+class RoomInfo:
+    """What the operator said about a room when creating it."""
+
+    id: str
+    title: str
+    welcome: str | None = None
+    created_at: int = 0
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "welcome": self.welcome}
+
+
+@dataclass(slots=True)
+class RoomState:
+    """The co-host, moderation and stage state of one room."""
+
+    info: RoomInfo
+    max_cohosts: int = 3
+    host: str | None = None
+    live: bool = False
+    cohosts: list[str] = field(default_factory=list)
+    invited: dict[str, str] = field(default_factory=dict)
+    hands: dict[str, str] = field(default_factory=dict)
+    publishers: list[str] = field(default_factory=list)
+    pinned: dict[str, Any] | None = None
+    mutes: dict[str, int] = field(default_factory=dict)
+    bans: set[str] = field(default_factory=set)
+    known: dict[str, Identity] = field(default_factory=dict)
+    present: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    # -- membership ---------------------------------------------------------------
+
+    def admit(self, who: Identity) -> bool:
+        """Count one more connection of ``who``; True when it is the user's first."""
+        if who.user in self.bans:
+            raise Banned("you are banned from this room")
+        self.known[who.user] = who
+        if who.role is Role.HOST:
+            self.host = who.user
+        count = self.present.get(who.user, 0)
+        self.present[who.user] = count + 1
+        return count == 0
+
+    def release(self, user: str) -> tuple[bool, list[Envelope]]:
+        """Count one connection of ``user`` gone; on the last one, clear its stage state."""
+        count = self.present.get(user, 0)
+        if count > 1:
+            self.present[user] = count - 1
+            return False, []
+        self.present.pop(user, None)
+        self.hands.pop(user, None)
+        self.invited.pop(user, None)
+        out: list[Envelope] = []
+        if user in self.cohosts:
+            out += self._drop_cohost(user)
+        return count == 1, out
+
+    def is_present(self, user: str) -> bool:
+        return user in self.present
+
+    @property
+    def member_count(self) -> int:
+        return len(self.present)
+
+    # -- chat and moderation ------------------------------------------------------
+
+    def check_can_chat(self, who: Identity, now_ms: int) -> None:
+        until = self.mutes.get(who.user)
+        if until is None:
+            return
+        if until > now_ms:
+            raise Muted(until)
+        del self.mutes[who.user]
+
+    def _target(self, actor: Identity, user: str) -> Identity:
+        target = self.known.get(user)
+        if target is None:
+            raise NotFound(f"user {user!r} has not joined this room")
+        if user == actor.user or _RANK[target.role] >= _RANK[actor.role]:
+            raise Forbidden("you may only moderate users of a lower role")
+        return target
+
+    def mute(self, actor: Identity | None, user: str, seconds: int, now_ms: int) -> list[Envelope]:
+        """Mute ``user``; ``actor`` None is the automatic moderator."""
+        if actor is not None:
+            self._target(actor, user)
+        until = now_ms + seconds * 1000
+        self.mutes[user] = until
+        return [to_users({"t": "muted", "room": self.id, "until": until}, user)]
+
+    def kick(self, actor: Identity, user: str) -> list[Envelope]:
+        self._target(actor, user)
+        return [to_users({"t": "kicked", "room": self.id, "reason": "kick"}, user)]
+
+    def ban(self, actor: Identity, user: str) -> list[Envelope]:
+        self._target(actor, user)
+        self.bans.add(user)
+        return [to_users({"t": "kicked", "room": self.id, "reason": "ban"}, user)]
+
+    # -- link-mic -----------------------------------------------------------------
+
+    def request_cohost(self, who: Identity) -> list[Envelope]:
+        if who.user in self.cohosts or who.user in self.hands:
+            return []
+        self.hands[who.user] = who.name
+        event = {"t": "cohost.requested", "room": self.id, "user": who.user, "name": who.name}
+        return [to_roles(event, STAFF_ROLES)]
+
+    def invite(self, actor: Identity, user: str) -> list[Envelope]:
+        if not self.is_present(user):
+            raise NotFound(f"user {user!r} is not in the room")
+        if user in self.cohosts:
+            return []
+        if len(self.cohosts) >= self.max_cohosts:
+            raise CohostFull(f"the stage already has {self.max_cohosts} co-hosts")
+        self.invited[user] = actor.user
+        self.hands.pop(user, None)
+        return [to_users({"t": "cohost.invited", "room": self.id, "by": actor.user}, user)]
+
+    def accept(self, who: Identity) -> list[Envelope]:
+        if who.user not in self.invited:
+            raise NotInvited("there is no invitation for you")
+        if len(self.cohosts) >= self.max_cohosts:
+            del self.invited[who.user]
+            raise CohostFull(f"the stage already has {self.max_cohosts} co-hosts")
+        del self.invited[who.user]
+        self.cohosts.append(who.user)
+        return [to_all({"t": "cohost.joined", "room": self.id, "user": who.user})]
+
+    def decline(self, who: Identity) -> list[Envelope]:
+        if self.invited.pop(who.user, None) is None:
+            raise NotInvited("there is no invitation for you")
+        event = {"t": "cohost.declined", "room": self.id, "user": who.user}
+        return [to_roles(event, HOST_ROLES)]
+
+    def end_cohost(self, actor: Identity, user: str) -> list[Envelope]:
+        if actor.role is not Role.HOST and actor.user != user:
+            raise Forbidden("only the host may end another user's co-hosting")
+        if user not in self.cohosts:
+            raise NotFound(f"user {user!r} is not a co-host")
+        return self._drop_cohost(user)
+
+    def _drop_cohost(self, user: str) -> list[Envelope]:
+        self.cohosts.remove(user)
+        out = [to_all({"t": "cohost.left", "room": self.id, "user": user})]
+        if user in self.publishers:
+            out += self.unpublish(user)
+        return out
+
+    def may_publish(self, who: Identity) -> bool:
+        return who.role is Role.HOST or who.user in self.cohosts
+
+    # -- stage ----------------------------------------------------------------------
+
+    def publish(self, who: Identity) -> list[Envelope]:
+        """Record ``who`` as publishing; the media layer calls this once tracks flow."""
+        if not self.may_publish(who):
+            raise Forbidden("only the host and accepted co-hosts may publish")
+        if who.user in self.publishers:
+            return []
+        self.publishers.append(who.user)
+        out = [self._tracks()]
+        if who.role is Role.HOST and not self.live:
+            self.live = True
+            out.append(to_all({"t": "stream.started", "room": self.id, "user": who.user}))
+        return out
+
+    def unpublish(self, user: str) -> list[Envelope]:
+        if user not in self.publishers:
+            return []
+        self.publishers.remove(user)
+        out = [self._tracks()]
+        who = self.known.get(user)
+        hosts_publishing = any(
+            self.known[p].role is Role.HOST for p in self.publishers if p in self.known
+        )
+        if who is not None and who.role is Role.HOST and self.live and not hosts_publishing:
+            self.live = False
+            out.append(to_all({"t": "stream.ended", "room": self.id, "user": user}))
+        return out
+
+    def _tracks(self) -> Envelope:
+        return to_all({"t": "tracks", "room": self.id, "publishers": list(self.publishers)})
+
+    def pin(self, product: dict[str, Any] | None) -> list[Envelope]:
+        self.pinned = product
+        return [to_all({"t": "product.pinned", "room": self.id, "product": product})]
+
+    # -- snapshot -------------------------------------------------------------------
+
+    def snapshot(self, members: int, likes: int) -> dict[str, Any]:
+        """The ``room`` object of the join snapshot."""
+        return {
+            "id": self.id,
+            "title": self.info.title,
+            "host": self.host,
+            "live": self.live,
+            "cohosts": list(self.cohosts),
+            "publishers": list(self.publishers),
+            "pinned": self.pinned,
+            "members": members,
+            "likes": likes,
+            "welcome": self.info.welcome,
+        }

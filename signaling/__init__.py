@@ -1,0 +1,1 @@
+"""The WebSocket room protocol: typed messages, codecs, per-connection sessions."""

@@ -1,0 +1,134 @@
+"""The only WebSocket code: shuttles frames between a socket, the session and the node.
+
+One reader loop per connection handles requests in order; one writer task
+drains the connection's outbox, packing everything queued into one frame (the
+contract lets a server frame carry several messages). A connection whose
+outbox overflows has its TCP connection aborted, so a client that stops
+reading costs the room nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiohttp import WSMsgType, web
+
+from roomserver.hub import Conn
+from roomserver.node import Node
+from signaling.codec import CODECS, codec_for
+from signaling.session import CLOSE_POLICY, MAX_FRAME_BYTES, Session
+
+log = logging.getLogger(__name__)
+
+NODE_KEY = web.AppKey("node", Node)
+SUBPROTOCOLS = tuple(CODECS)
+CLOSE_TIMEOUT_S = 2.0
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    node = request.app[NODE_KEY]
+    conn = Conn(codec_for(None), peer=request.remote or "", limit=node.settings.send_queue_limit)
+    if not node.open_connection(conn):
+        raise web.HTTPTooManyRequests(text="too many connections from this address")
+    ws = web.WebSocketResponse(
+        protocols=SUBPROTOCOLS,
+        max_msg_size=MAX_FRAME_BYTES + 1,  # aiohttp refuses sizes >= its limit
+        compress=False,
+        heartbeat=30.0,
+        decode_text=False,
+    )
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        await node.connection_closed(conn)
+        raise
+    conn.codec = codec_for(ws.ws_protocol)
+    session = Session(conn.codec)
+    link = _Link(ws, request, conn, node)
+    conn.on_overflow = link.drop_slow
+    try:
+        async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            outcome = session.receive(msg.data)
+            if isinstance(outcome, dict):
+                node.metrics.errors.inc(outcome["code"])
+                conn.answer(outcome)
+                if session.should_close:
+                    await link.flush_then_close(CLOSE_POLICY, b"too many bad frames")
+                    break
+                continue
+            await node.dispatch(conn, outcome)
+            if conn.overflowed:
+                break
+    finally:
+        link.finished.set()
+        await node.connection_closed(conn)
+        await link.stop()
+    return ws
+
+
+class _Link:
+    """The writer side of one connection and how it ends."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, conn: Conn, node: Node
+    ) -> None:
+        self.ws = ws
+        self.request = request
+        self.conn = conn
+        self.node = node
+        self.writer = asyncio.get_running_loop().create_task(self._write())
+        self.finished = asyncio.Event()
+
+    async def _write(self) -> None:
+        conn = self.conn
+        opcode = WSMsgType.BINARY if conn.codec.binary else WSMsgType.TEXT
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            while True:
+                batch = await conn.next_batch()
+                if not batch:
+                    return
+                frame = batch[0] if len(batch) == 1 else conn.codec.join(batch)
+                await self.ws.send_frame(frame, opcode)
+
+    def drop_slow(self) -> None:
+        """The outbox overflowed: drop the TCP connection at once.
+
+        A close frame would queue behind the data the client is not reading, so
+        the connection is aborted; the client sees it drop, reconnects and
+        resumes with ``since``.
+        """
+        self.node.metrics.slow_disconnects.inc()
+        log.info("slow client dropped conn=%d peer=%s", self.conn.id, self.conn.peer)
+        self.writer.cancel()
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def flush_then_close(self, code: int, reason: bytes) -> None:
+        """Let the writer send what is queued (the last error answer), then close."""
+        for _ in range(50):
+            if self.conn.queued == 0 or self.writer.done():
+                break
+            await asyncio.sleep(0.01)
+        await self.close(code, reason, from_reader=True)
+
+    async def close(self, code: int, reason: bytes, *, from_reader: bool = False) -> None:
+        """Send a close frame; drop the TCP connection if the peer does not finish closing."""
+        try:
+            await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_TIMEOUT_S)
+            if not from_reader:
+                await asyncio.wait_for(self.finished.wait(), CLOSE_TIMEOUT_S)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+
+    async def stop(self) -> None:
+        self.finished.set()
+        self.conn.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.writer
