@@ -11,7 +11,7 @@ from roomserver.broker.base import Broker
 from roomserver.broker.memory import MemoryBroker
 from roomserver.config import ConfigError, Settings
 from roomserver.node import Node
-from signaling.server import NODE_KEY, websocket_handler
+from signaling.server import LINKS_KEY, NODE_KEY, close_all, websocket_handler
 
 MAX_HTTP_BODY = 64 * 1024
 
@@ -27,6 +27,7 @@ def build_app(settings: Settings, broker: Broker | None = None) -> web.Applicati
     node = Node(settings, broker or make_broker(settings))
     app = web.Application(client_max_size=MAX_HTTP_BODY, middlewares=[api.api_auth])
     app[NODE_KEY] = node
+    app[LINKS_KEY] = set()
     app.router.add_get("/ws", websocket_handler)
     api.add_routes(app)
     _add_pages(app, settings.web_dir)
@@ -38,6 +39,7 @@ def build_app(settings: Settings, broker: Broker | None = None) -> web.Applicati
         await node.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(close_all)
     app.on_cleanup.append(stop)
     return app
 

@@ -75,7 +75,7 @@ def _token(args: argparse.Namespace) -> int:
 
 async def serve_forever(settings: Settings) -> None:
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()

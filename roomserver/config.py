@@ -29,6 +29,15 @@ def _words(value: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in value.split(",") if w.strip())
 
 
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Everything a node needs to know, validated."""
@@ -48,6 +57,9 @@ class Settings:
     request_rate: float = 50.0
     request_burst: float = 200.0
     words: tuple[str, ...] = ()
+    rtc_ip: tuple[str, ...] = ()
+    ice_server: tuple[str, ...] = ()
+    media: bool = True
     auto_mute_strikes: int = 5
     auto_mute_window_s: float = 60.0
     auto_mute_seconds: int = 600
@@ -66,6 +78,8 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
 
@@ -77,6 +91,7 @@ class Option:
     parse: Callable[[str], Any]
     help: str
     positive: bool = False
+    repeat: bool = False
 
     @property
     def flag(self) -> str:
@@ -102,6 +117,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("request_rate", float, "member requests per second per connection", positive=True),
     Option("request_burst", float, "member request burst per connection", positive=True),
     Option("words", _words, "comma-separated words the chat filter refuses"),
+    Option(
+        "rtc_ip",
+        _words,
+        "address announced in ICE candidates (repeat or comma-separate)",
+        repeat=True,
+    ),
+    Option("ice_server", _words, "STUN/TURN URL for media (repeat or comma-separate)", repeat=True),
+    Option("media", _bool, "serve WebRTC media (on by default when aiortc is installed)"),
     Option("auto_mute_strikes", int, "limit trips within the window that auto-mute", True),
     Option("auto_mute_window_s", float, "window for auto-mute strikes, seconds", True),
     Option("auto_mute_seconds", int, "length of an automatic mute, seconds", True),
@@ -118,7 +141,11 @@ OPTIONS: tuple[Option, ...] = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting; defaults stay None so the environment can fill in."""
     for opt in OPTIONS:
-        parser.add_argument(opt.flag, dest=opt.name, default=None, help=f"{opt.help} [{opt.env}]")
+        help_text = f"{opt.help} [{opt.env}]"
+        if opt.repeat:
+            parser.add_argument(opt.flag, dest=opt.name, action="append", help=help_text)
+        else:
+            parser.add_argument(opt.flag, dest=opt.name, default=None, help=help_text)
 
 
 def load(
@@ -137,11 +164,13 @@ def load(
             raw, source = environ[opt.env], opt.env
         if raw is None:
             continue
+        if isinstance(raw, list):
+            raw = ",".join(raw)
         try:
             value = opt.parse(raw) if isinstance(raw, str) else raw
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
-        if opt.positive and value <= 0:
+        if opt.positive and not value > 0:  # also refuses NaN
             raise ConfigError(f"{source}: must be greater than 0")
         values[opt.name] = value
     values.update(overrides)

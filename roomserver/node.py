@@ -66,13 +66,21 @@ def _retry_ms(wait_s: float) -> int:
 
 
 class MediaBackend(Protocol):
-    """What the node needs from the SFU; absent until media is configured."""
+    """What the node needs from the SFU (``media/``); None when media is off.
 
-    async def publish(self, room: str, who: Identity, sdp: str) -> str: ...
-    async def subscribe(self, room: str, who: Identity, publisher: str, sdp: str) -> str: ...
+    The node owns who may publish and announces ``tracks`` and ``stream.*``;
+    the SFU only moves media. When a publisher's peer connection fails or
+    closes by itself, the SFU calls the ``publisher_lost`` callback it was
+    given (:meth:`Node.publisher_lost`).
+    """
+
+    async def publish(self, room: str, user: str, sdp: str) -> str: ...
+    async def subscribe(self, room: str, user: str, publisher: str, sdp: str) -> str: ...
     async def unpublish(self, room: str, user: str) -> None: ...
     async def unsubscribe(self, room: str, user: str, publisher: str) -> None: ...
     async def member_gone(self, room: str, user: str) -> None: ...
+    async def room_ended(self, room: str) -> None: ...
+    async def close(self) -> None: ...
 
 
 Handler = Callable[[Conn, Identity, RoomState, Any], Awaitable[dict[str, Any]]]
@@ -149,6 +157,8 @@ class Node:
         await self.broker.start()
 
     async def close(self) -> None:
+        if self.media is not None:
+            await self.media.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -307,10 +317,10 @@ class Node:
         state = self.rooms.get(room)
         if state is not None and not ended:
             last, envelopes = state.release(who.user)
+            if last and self.media is not None:
+                await self.media.member_gone(room, who.user)
             await self._publish(room, envelopes)
             if last:
-                if self.media is not None:
-                    await self.media.member_gone(room, who.user)
                 await self._member_changed(state, who, "member.left")
         if emptied:
             await self.broker.unsubscribe(room)
@@ -558,6 +568,8 @@ class Node:
         await self.broker.publish(room, to_all(kicked))
         await self.broker.delete_room(room)
         self._forget_room(room)
+        if self.media is not None:
+            await self.media.room_ended(room)
         return True
 
     def _forget_room(self, room: str) -> None:
@@ -579,7 +591,14 @@ class Node:
     ) -> dict[str, Any]:
         if not state.may_publish(who):
             raise Forbidden("only the host and accepted co-hosts may publish")
-        return {"sdp": await self._require_media().publish(state.id, who, req.sdp)}
+        media = self._require_media()
+        answer = await media.publish(state.id, who.user, req.sdp)
+        # Negotiation takes a while: the user may have left or lost the stage meanwhile.
+        if conn.rooms.get(state.id) != who or not state.may_publish(who):
+            await media.unpublish(state.id, who.user)
+            raise Forbidden("no longer allowed to publish in this room")
+        await self._publish(state.id, state.publish(who))
+        return {"sdp": answer}
 
     async def _rtc_subscribe(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcSubscribe
@@ -587,12 +606,13 @@ class Node:
         media = self._require_media()
         if req.publisher not in state.publishers:
             raise NotFound(f"{req.publisher!r} is not publishing")
-        return {"sdp": await media.subscribe(state.id, who, req.publisher, req.sdp)}
+        return {"sdp": await media.subscribe(state.id, who.user, req.publisher, req.sdp)}
 
     async def _rtc_unpublish(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnpublish
     ) -> dict[str, Any]:
         await self._require_media().unpublish(state.id, who.user)
+        await self._publish(state.id, state.unpublish(who.user))
         return {}
 
     async def _rtc_unsubscribe(
@@ -600,6 +620,12 @@ class Node:
     ) -> dict[str, Any]:
         await self._require_media().unsubscribe(state.id, who.user, req.publisher)
         return {}
+
+    async def publisher_lost(self, room: str, user: str) -> None:
+        """The SFU lost a publisher's connection: announce that it stopped publishing."""
+        state = self.rooms.get(room)
+        if state is not None:
+            await self._publish(room, state.unpublish(user))
 
     # -- HTTP API entry points ----------------------------------------------------------
 

@@ -116,6 +116,8 @@ class RoomState:
         out: list[Envelope] = []
         if user in self.cohosts:
             out += self._drop_cohost(user)
+        elif user in self.publishers:
+            out += self.unpublish(user)
         return count == 1, out
 
     def is_present(self, user: str) -> bool:

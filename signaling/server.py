@@ -23,6 +23,8 @@ from signaling.session import CLOSE_POLICY, MAX_FRAME_BYTES, Session
 log = logging.getLogger(__name__)
 
 NODE_KEY = web.AppKey("node", Node)
+LINKS_KEY = web.AppKey("links", set)
+CLOSE_GOING_AWAY = 1001
 SUBPROTOCOLS = tuple(CODECS)
 CLOSE_TIMEOUT_S = 2.0
 
@@ -48,6 +50,8 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     session = Session(conn.codec)
     link = _Link(ws, request, conn, node)
     conn.on_overflow = link.drop_slow
+    links: set[_Link] = request.app[LINKS_KEY]
+    links.add(link)
     try:
         async for msg in ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
@@ -64,10 +68,20 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
             if conn.overflowed:
                 break
     finally:
+        links.discard(link)
         link.finished.set()
         await node.connection_closed(conn)
         await link.stop()
     return ws
+
+
+async def close_all(app: web.Application) -> None:
+    """On shutdown: tell every client the node is going away (1001) so it reconnects."""
+    links: set[_Link] = app[LINKS_KEY]
+    await asyncio.gather(
+        *(link.close(CLOSE_GOING_AWAY, b"server shutting down") for link in list(links)),
+        return_exceptions=True,
+    )
 
 
 class _Link:
