@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from aiohttp import web
@@ -10,10 +11,11 @@ from roomserver import api
 from roomserver.broker.base import Broker
 from roomserver.broker.memory import MemoryBroker
 from roomserver.config import ConfigError, Settings
-from roomserver.node import Node
+from roomserver.node import MediaBackend, Node
 from signaling.server import LINKS_KEY, NODE_KEY, close_all, websocket_handler
 
 MAX_HTTP_BODY = 64 * 1024
+log = logging.getLogger(__name__)
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -25,6 +27,8 @@ def make_broker(settings: Settings) -> Broker:
 
 def build_app(settings: Settings, broker: Broker | None = None) -> web.Application:
     node = Node(settings, broker or make_broker(settings))
+    if settings.media:
+        node.media = _make_media(settings, node)
     app = web.Application(client_max_size=MAX_HTTP_BODY, middlewares=[api.api_auth])
     app[NODE_KEY] = node
     app[LINKS_KEY] = set()
@@ -42,6 +46,17 @@ def build_app(settings: Settings, broker: Broker | None = None) -> web.Applicati
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(stop)
     return app
+
+
+def _make_media(settings: Settings, node: Node) -> MediaBackend | None:
+    """The SFU, when ``media/`` provides one; media requests answer ``unavailable`` otherwise."""
+    try:
+        from media.sfu import SFU  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        log.warning("media disabled: %s", exc)
+        return None
+    sfu: MediaBackend = SFU(settings, publisher_lost=node.publisher_lost)
+    return sfu
 
 
 def _add_pages(app: web.Application, web_dir: Path) -> None:

@@ -169,7 +169,12 @@ async def test_moderator_is_forbidden_host_actions(
     assert (await mod.call(t, room="roles2", **fields))["code"] == "forbidden"
 
 
-async def test_media_requests_without_media(server: Server) -> None:
+async def test_media_requests_without_media() -> None:
+    async with running_server(make_settings(media=False)) as server:
+        await _media_requests_answer_unavailable(server)
+
+
+async def _media_requests_answer_unavailable(server: Server) -> None:
     await server.create_room("rtc")
     host, _ = await server.member("rtc", "h", "host")
     member, _ = await server.member("rtc", "m")

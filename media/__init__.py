@@ -1,0 +1,1 @@
+"""The SFU: WebRTC publish and subscribe, forwarding encoded frames."""
