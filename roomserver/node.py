@@ -17,7 +17,6 @@ never left unsent.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import secrets
@@ -27,7 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from roomserver.auth import verify_token
-from roomserver.broker.base import Broker
+from roomserver.broker.base import Broker, ControlChange
 from roomserver.clock import SYSTEM_CLOCK, Clock
 from roomserver.config import Settings
 from roomserver.errors import (
@@ -44,7 +43,7 @@ from roomserver.errors import (
 )
 from roomserver.events import Envelope, to_all
 from roomserver.hub import Conn, Hub
-from roomserver.ids import ChatDraft, Identity
+from roomserver.ids import ChatDraft, Identity, Role
 from roomserver.limits import KeyedBuckets, StrikeCounter, WordFilter
 from roomserver.metrics import Metrics
 from roomserver.room import RoomInfo, RoomState, authorize
@@ -54,10 +53,12 @@ from signaling import messages as m
 log = logging.getLogger(__name__)
 
 HISTORY_ON_JOIN = 50
+STATE_EVENT = "_state"  # carries shared control state between nodes; never sent to clients
 RESUME_LIMIT = 500
 PRESENCE_INTERVAL_S = 1.0
 LIKES_INTERVAL_S = 0.5
 TALLY_INTERVAL_S = 0.2
+PRESENCE_HEARTBEAT_S = 5.0
 
 
 def _retry_ms(wait_s: float) -> int:
@@ -113,6 +114,7 @@ class Node:
         self._throttles: dict[tuple[str, str], Throttle] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._presence_sent: dict[str, int] = {}
         self._handlers: dict[str, Handler] = {
             "leave": self._leave,
             "chat.send": self._chat_send,
@@ -155,6 +157,7 @@ class Node:
 
     async def start(self) -> None:
         await self.broker.start()
+        self._spawn(self._heartbeat())
 
     async def close(self) -> None:
         if self.media is not None:
@@ -256,6 +259,9 @@ class Node:
             if self.hub.attach(req.room, conn):
                 await self.broker.subscribe(req.room)
             if first:
+                await self.broker.member_joined(req.room, who)
+                if who.role is Role.HOST and state.host != who.user:
+                    await self._change(state, lambda s: s.set_host(who.user))
                 await self._member_changed(state, who, "member.joined")
         else:
             conn.joining[req.room] = []
@@ -275,7 +281,9 @@ class Node:
             raise NotFound(f"room {room_id!r} does not exist")
         state = self.rooms.get(room_id)
         if state is None:
-            state = self.rooms[room_id] = RoomState(info, max_cohosts=self.settings.max_cohosts)
+            state = RoomState(info, max_cohosts=self.settings.max_cohosts)
+            await self.broker.refresh_control(state)
+            state = self.rooms.setdefault(room_id, state)
         return state
 
     async def _snapshot(self, state: RoomState, who: Identity, since: int | None) -> dict[str, Any]:
@@ -315,13 +323,13 @@ class Node:
             return
         emptied = self.hub.detach(room, conn)
         state = self.rooms.get(room)
-        if state is not None and not ended:
-            last, envelopes = state.release(who.user)
-            if last and self.media is not None:
+        if state is not None and not ended and state.release_connection(who.user):
+            if self.media is not None:
                 await self.media.member_gone(room, who.user)
-            await self._publish(room, envelopes)
-            if last:
-                await self._member_changed(state, who, "member.left")
+            await self.broker.member_left(room, who.user)
+            if state.on_stage(who.user):
+                await self._change(state, lambda s: s.leave_stage(who.user))
+            await self._member_changed(state, who, "member.left")
         if emptied:
             await self.broker.unsubscribe(room)
 
@@ -329,16 +337,18 @@ class Node:
         if who.role.is_staff or state.member_count < self.settings.member_events_below:
             event = {"t": kind, "room": state.id, **who.to_wire()}
             await self.broker.publish(state.id, to_all(event))
-        room = state.id
+        self._coalesce(state.id, "presence", PRESENCE_INTERVAL_S, self._presence_emitter(state.id))
 
+    def _presence_emitter(self, room: str) -> Callable[[], Awaitable[None]]:
         async def emit() -> None:
             current = self.rooms.get(room)
             local = current.member_count if current is not None else 0
             total = await self.broker.presence(room, local)
+            self._presence_sent[room] = total
             event = {"t": "presence", "room": room, "members": total}
             await self.broker.publish(room, to_all(event))
 
-        self._coalesce(room, "presence", PRESENCE_INTERVAL_S, emit)
+        return emit
 
     # -- chat -----------------------------------------------------------------------
 
@@ -364,8 +374,8 @@ class Node:
         """Count a tripped limit; the last strike of a burst mutes the member instead."""
         if not self._strikes.strike(f"{state.id}\0{who.user}", self.clock.mono()):
             return error
-        envelopes = state.mute(None, who.user, self.settings.auto_mute_seconds, self.clock.now_ms())
-        await self._publish(state.id, envelopes)
+        seconds, now = self.settings.auto_mute_seconds, self.clock.now_ms()
+        await self._change(state, lambda s: s.mute(None, who.user, seconds, now))
         log.info("auto-mute room=%s user=%s reason=%s", state.id, who.user, error.code)
         return Muted(state.mutes[who.user], "muted automatically for repeated violations")
 
@@ -405,8 +415,6 @@ class Node:
         await self.broker.publish(
             state.id, to_all({"t": "poll.opened", "room": state.id, "poll": poll})
         )
-        if req.duration_s is not None:
-            self._schedule_close(state.id, poll_id, req.duration_s)
         return {"poll": poll}
 
     def _schedule_close(self, room: str, poll_id: str, delay_s: float) -> None:
@@ -478,13 +486,14 @@ class Node:
     async def _product_pin(
         self, conn: Conn, who: Identity, state: RoomState, req: m.ProductPin
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.pin(req.product.to_wire()))
+        product = req.product.to_wire()
+        await self._change(state, lambda s: s.pin(product))
         return {}
 
     async def _product_unpin(
         self, conn: Conn, who: Identity, state: RoomState, req: m.ProductUnpin
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.pin(None))
+        await self._change(state, lambda s: s.pin(None))
         return {}
 
     # -- link-mic ---------------------------------------------------------------------
@@ -492,34 +501,34 @@ class Node:
     async def _cohost_request(
         self, conn: Conn, who: Identity, state: RoomState, req: m.CohostRequest
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.request_cohost(who))
+        await self._change(state, lambda s: s.request_cohost(who))
         return {}
 
     async def _cohost_invite(
         self, conn: Conn, who: Identity, state: RoomState, req: m.CohostInvite
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.invite(who, req.user))
+        present = state.is_present(req.user) or await self.broker.is_present(state.id, req.user)
+        await self._change(state, lambda s: s.invite(who, req.user, present))
         return {}
 
     async def _cohost_accept(
         self, conn: Conn, who: Identity, state: RoomState, req: m.CohostAccept
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.accept(who))
+        await self._change(state, lambda s: s.accept(who))
         return {}
 
     async def _cohost_decline(
         self, conn: Conn, who: Identity, state: RoomState, req: m.CohostDecline
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.decline(who))
+        await self._change(state, lambda s: s.decline(who))
         return {}
 
     async def _cohost_end(
         self, conn: Conn, who: Identity, state: RoomState, req: m.CohostEnd
     ) -> dict[str, Any]:
-        envelopes = state.end_cohost(who, req.user)
+        await self._change(state, lambda s: s.end_cohost(who, req.user))
         if self.media is not None:
             await self.media.unpublish(state.id, req.user)
-        await self._publish(state.id, envelopes)
         return {}
 
     # -- moderation -----------------------------------------------------------------
@@ -527,19 +536,23 @@ class Node:
     async def _mod_mute(
         self, conn: Conn, who: Identity, state: RoomState, req: m.ModMute
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.mute(who, req.user, req.seconds, self.clock.now_ms()))
+        await self._resolve(state, req.user)
+        now = self.clock.now_ms()
+        await self._change(state, lambda s: s.mute(who, req.user, req.seconds, now))
         return {}
 
     async def _mod_kick(
         self, conn: Conn, who: Identity, state: RoomState, req: m.ModKick
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.kick(who, req.user))
+        await self._resolve(state, req.user)
+        await self._change(state, lambda s: s.kick(who, req.user))
         return {}
 
     async def _mod_ban(
         self, conn: Conn, who: Identity, state: RoomState, req: m.ModBan
     ) -> dict[str, Any]:
-        await self._publish(state.id, state.ban(who, req.user))
+        await self._resolve(state, req.user)
+        await self._change(state, lambda s: s.ban(who, req.user))
         return {}
 
     async def _mod_delete(
@@ -574,6 +587,7 @@ class Node:
 
     def _forget_room(self, room: str) -> None:
         self.rooms.pop(room, None)
+        self._presence_sent.pop(room, None)
         for key in [k for k in self._timers if k[0] == room]:
             self._timers.pop(key).cancel()
         for key in [k for k in self._throttles if k[0] == room]:
@@ -597,7 +611,7 @@ class Node:
         if conn.rooms.get(state.id) != who or not state.may_publish(who):
             await media.unpublish(state.id, who.user)
             raise Forbidden("no longer allowed to publish in this room")
-        await self._publish(state.id, state.publish(who))
+        await self._change(state, lambda s: s.publish(who))
         return {"sdp": answer}
 
     async def _rtc_subscribe(
@@ -612,7 +626,7 @@ class Node:
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnpublish
     ) -> dict[str, Any]:
         await self._require_media().unpublish(state.id, who.user)
-        await self._publish(state.id, state.unpublish(who.user))
+        await self._change(state, lambda s: s.unpublish(who.user))
         return {}
 
     async def _rtc_unsubscribe(
@@ -625,7 +639,7 @@ class Node:
         """The SFU lost a publisher's connection: announce that it stopped publishing."""
         state = self.rooms.get(room)
         if state is not None:
-            await self._publish(room, state.unpublish(user))
+            await self._change(state, lambda s: s.unpublish(user))
 
     # -- HTTP API entry points ----------------------------------------------------------
 
@@ -649,14 +663,36 @@ class Node:
 
     # -- events -----------------------------------------------------------------------
 
-    async def _publish(self, room: str, envelopes: list[Envelope]) -> None:
-        for envelope in envelopes:
-            await self.broker.publish(room, envelope)
+    async def _change(self, state: RoomState, change: ControlChange) -> None:
+        """Apply a control-state transition through the broker, which publishes its events."""
+        await self.broker.update_control(state, change)
+
+    async def _resolve(self, state: RoomState, user: str) -> None:
+        """Learn who ``user`` is when the user joined on another node."""
+        if user not in state.known:
+            who = await self.broker.find_member(state.id, user)
+            if who is not None:
+                state.known[user] = who
 
     def _on_event(self, room: str, envelope: Envelope) -> None:
-        """The broker's sink: fan out, then act on events that change membership."""
+        """The broker's sink: fan out, then act on events that change membership or timers."""
+        kind = envelope.type
+        if kind == STATE_EVENT:
+            state = self.rooms.get(room)
+            if state is not None:
+                state.load_control(envelope.event["state"])
+            return
         self.hub.deliver(room, envelope)
-        if envelope.type == "kicked":
+        if kind == "poll.opened":
+            closes_at = envelope.event["poll"].get("closes_at")
+            if closes_at is not None:
+                delay = max(0.0, (closes_at - self.clock.now_ms()) / 1000)
+                self._schedule_close(room, envelope.event["poll"]["id"], delay)
+        elif kind == "poll.closed":
+            handle = self._timers.pop((room, "close:" + envelope.event["poll"]["id"]), None)
+            if handle is not None:
+                handle.cancel()
+        elif kind == "kicked":
             if envelope.users is None:
                 targets = self.hub.conns(room)
             else:
@@ -678,16 +714,50 @@ class Node:
         if delay is None:
             return
         if delay == 0:
-            self._spawn(self._run_emit(emit))
+            self._spawn(self._run_emit(room, what, interval, emit))
             return
 
         def flush() -> None:
             self._timers.pop(key, None)
             if throttle.flush(self.clock.mono()):
-                self._spawn(self._run_emit(emit))
+                self._spawn(self._run_emit(room, what, interval, emit))
 
         self._timers[key] = asyncio.get_running_loop().call_later(delay, flush)
 
-    async def _run_emit(self, emit: Callable[[], Awaitable[None]]) -> None:
-        with contextlib.suppress(NotFound):  # the room ended before the event went out
+    async def _run_emit(
+        self, room: str, what: str, interval: float, emit: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Send a coalesced event once this node holds the room-wide claim for it."""
+        try:
+            wait = await self.broker.claim(room, what, interval)
+            if wait > 0:
+                key = (room, "claim:" + what)
+                if key not in self._timers:
+
+                    def retry() -> None:
+                        self._timers.pop(key, None)
+                        self._spawn(self._run_emit(room, what, interval, emit))
+
+                    self._timers[key] = asyncio.get_running_loop().call_later(wait, retry)
+                return
             await emit()
+        except NotFound:
+            pass  # the room ended before the event went out
+        except ClientError as exc:
+            log.warning("coalesced event dropped room=%s what=%s: %s", room, what, exc.code)
+
+    async def _heartbeat(self) -> None:
+        """Refresh this node's presence report and notice counts changed by other nodes."""
+        while True:
+            await asyncio.sleep(PRESENCE_HEARTBEAT_S)
+            for room, state in list(self.rooms.items()):
+                if not self.hub.conns(room):
+                    continue
+                try:
+                    total = await self.broker.presence(room, state.member_count)
+                except ClientError:
+                    continue
+                if total != self._presence_sent.get(room):
+                    self._coalesce(
+                        room, "presence", PRESENCE_INTERVAL_S, self._presence_emitter(room)
+                    )

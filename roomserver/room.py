@@ -106,19 +106,40 @@ class RoomState:
 
     def release(self, user: str) -> tuple[bool, list[Envelope]]:
         """Count one connection of ``user`` gone; on the last one, clear its stage state."""
+        last = self.release_connection(user)
+        return last, self.leave_stage(user) if last else []
+
+    def release_connection(self, user: str) -> bool:
+        """Count one connection of ``user`` gone; True when it was the user's last."""
         count = self.present.get(user, 0)
         if count > 1:
             self.present[user] = count - 1
-            return False, []
+            return False
         self.present.pop(user, None)
+        return count == 1
+
+    def on_stage(self, user: str) -> bool:
+        """Whether ``user`` holds any stage state that leaving must clear."""
+        return (
+            user in self.hands
+            or user in self.invited
+            or user in self.cohosts
+            or user in self.publishers
+        )
+
+    def leave_stage(self, user: str) -> list[Envelope]:
+        """Clear ``user``'s raised hand, invitation, co-hosting and publishing."""
         self.hands.pop(user, None)
         self.invited.pop(user, None)
-        out: list[Envelope] = []
         if user in self.cohosts:
-            out += self._drop_cohost(user)
-        elif user in self.publishers:
-            out += self.unpublish(user)
-        return count == 1, out
+            return self._drop_cohost(user)
+        if user in self.publishers:
+            return self.unpublish(user)
+        return []
+
+    def set_host(self, user: str) -> list[Envelope]:
+        self.host = user
+        return []
 
     def is_present(self, user: str) -> bool:
         return user in self.present
@@ -171,8 +192,9 @@ class RoomState:
         event = {"t": "cohost.requested", "room": self.id, "user": who.user, "name": who.name}
         return [to_roles(event, STAFF_ROLES)]
 
-    def invite(self, actor: Identity, user: str) -> list[Envelope]:
-        if not self.is_present(user):
+    def invite(self, actor: Identity, user: str, present: bool | None = None) -> list[Envelope]:
+        """Invite ``user``; ``present`` overrides the local presence check (other nodes)."""
+        if not (self.is_present(user) if present is None else present):
             raise NotFound(f"user {user!r} is not in the room")
         if user in self.cohosts:
             return []
@@ -250,6 +272,34 @@ class RoomState:
     def pin(self, product: dict[str, Any] | None) -> list[Envelope]:
         self.pinned = product
         return [to_all({"t": "product.pinned", "room": self.id, "product": product})]
+
+    # -- sharing between nodes ------------------------------------------------------
+
+    def control_to_wire(self) -> dict[str, Any]:
+        """The state every node must agree on (not presence, which each node reports)."""
+        return {
+            "host": self.host,
+            "live": self.live,
+            "cohosts": list(self.cohosts),
+            "invited": dict(self.invited),
+            "hands": dict(self.hands),
+            "publishers": list(self.publishers),
+            "pinned": self.pinned,
+            "mutes": dict(self.mutes),
+            "bans": sorted(self.bans),
+        }
+
+    def load_control(self, data: dict[str, Any]) -> None:
+        """Replace the shared state with ``data`` from ``control_to_wire``."""
+        self.host = data["host"]
+        self.live = data["live"]
+        self.cohosts = list(data["cohosts"])
+        self.invited = dict(data["invited"])
+        self.hands = dict(data["hands"])
+        self.publishers = list(data["publishers"])
+        self.pinned = data["pinned"]
+        self.mutes = dict(data["mutes"])
+        self.bans = set(data["bans"])
 
     # -- snapshot -------------------------------------------------------------------
 

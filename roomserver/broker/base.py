@@ -15,8 +15,16 @@ same on every node goes through the broker:
   message and publishes nothing.
 * **Votes.** ``vote`` records at most one vote per user per poll, atomically.
   ``close_poll`` returns ``closed_now`` True to exactly one caller.
-* **Presence and likes.** Counters every node adds to; presence is the sum of
-  each node's report of its local members.
+* **Room control state.** ``update_control`` applies a pure transition of
+  :class:`~roomserver.room.RoomState` (co-hosts, mutes, bans, pinned product,
+  publishers) to the shared state and publishes the envelopes it returns, as
+  one atomic step; concurrent changes from several nodes are serialised.
+* **Members.** Each node reports the users it holds (``member_joined`` /
+  ``member_left``); ``presence`` is the number of users present on all live
+  nodes, and ``find_member`` / ``is_present`` answer for users on any node.
+* **Coalescing.** ``claim`` grants the right to send a coalesced event of a
+  room at most once per interval across all nodes.
+* **Likes** are a counter every node adds to.
 
 Implementations: :mod:`roomserver.broker.memory` (one node, the default).
 Every implementation passes the same contract tests in ``tests/contract``.
@@ -28,14 +36,16 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from roomserver.events import Envelope
-from roomserver.ids import ChatDraft, ChatMessage
-from roomserver.room import RoomInfo
+from roomserver.ids import ChatDraft, ChatMessage, Identity
+from roomserver.room import RoomInfo, RoomState
 
 EventSink = Callable[[str, Envelope], None]
 """Called once per event per node: ``sink(room_id, envelope)``. Must not block."""
 
 PollView = dict[str, Any]
 Tally = tuple[list[int], int]
+ControlChange = Callable[[RoomState], list[Envelope]]
+"""A pure transition of a room's control state returning the envelopes to publish."""
 
 
 class Broker(Protocol):
@@ -90,7 +100,18 @@ class Broker(Protocol):
     async def poll_tally(self, room: str, poll_id: str) -> Tally: ...
     async def polls(self, room: str, user: str | None, now_ms: int) -> list[PollView]: ...
 
-    # counters
+    # control state
+    async def refresh_control(self, state: RoomState) -> None: ...
+    async def update_control(self, state: RoomState, change: ControlChange) -> list[Envelope]: ...
+
+    # members
+    async def member_joined(self, room: str, who: Identity) -> None: ...
+    async def member_left(self, room: str, user: str) -> None: ...
+    async def find_member(self, room: str, user: str) -> Identity | None: ...
+    async def is_present(self, room: str, user: str) -> bool: ...
+    async def presence(self, room: str, local_members: int) -> int: ...
+
+    # counters and coalescing
     async def add_likes(self, room: str, n: int) -> int: ...
     async def likes(self, room: str) -> int: ...
-    async def presence(self, room: str, local_members: int) -> int: ...
+    async def claim(self, room: str, what: str, interval_s: float) -> float: ...

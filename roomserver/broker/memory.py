@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from roomserver.broker.base import EventSink, PollView, Tally
+from roomserver.broker.base import ControlChange, EventSink, PollView, Tally
 from roomserver.chat import ChatLog
 from roomserver.errors import NotFound
 from roomserver.events import Envelope
-from roomserver.ids import ChatDraft, ChatMessage
+from roomserver.ids import ChatDraft, ChatMessage, Identity
 from roomserver.polls import PollBook
 from roomserver.reads import ReadMarks
-from roomserver.room import RoomInfo
+from roomserver.room import RoomInfo, RoomState
 
 
 @dataclass(slots=True)
@@ -27,6 +27,7 @@ class _SharedRoom:
     chat: ChatLog
     polls: PollBook = field(default_factory=PollBook)
     reads: ReadMarks = field(default_factory=ReadMarks)
+    members: dict[str, Identity] = field(default_factory=dict)
     likes: int = 0
 
 
@@ -150,6 +151,34 @@ class MemoryBroker:
             p.to_wire(book.my_vote(p.id, user) if user is not None else None)
             for p in book.visible(now_ms)
         ]
+
+    # control state: the node's own RoomState is the only copy
+
+    async def refresh_control(self, state: RoomState) -> None:
+        return None
+
+    async def update_control(self, state: RoomState, change: ControlChange) -> list[Envelope]:
+        envelopes = change(state)
+        for envelope in envelopes:
+            self._deliver(state.id, envelope)
+        return envelopes
+
+    # members: one node holds them all, so what it knows locally is everything
+
+    async def member_joined(self, room: str, who: Identity) -> None:
+        self._room(room).members[who.user] = who
+
+    async def member_left(self, room: str, user: str) -> None:
+        return None
+
+    async def find_member(self, room: str, user: str) -> Identity | None:
+        return self._room(room).members.get(user)
+
+    async def is_present(self, room: str, user: str) -> bool:
+        return False
+
+    async def claim(self, room: str, what: str, interval_s: float) -> float:
+        return 0.0
 
     # counters
 
