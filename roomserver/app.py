@@ -10,7 +10,8 @@ from aiohttp import web
 from roomserver import api
 from roomserver.broker.base import Broker
 from roomserver.broker.memory import MemoryBroker
-from roomserver.config import ConfigError, Settings
+from roomserver.broker.redis import RedisBroker
+from roomserver.config import Settings
 from roomserver.node import MediaBackend, Node
 from signaling.server import LINKS_KEY, NODE_KEY, close_all, websocket_handler
 
@@ -21,7 +22,12 @@ log = logging.getLogger(__name__)
 def make_broker(settings: Settings) -> Broker:
     """The memory broker by default; the Redis one when ``--redis`` is set."""
     if settings.redis:
-        raise ConfigError("redis: the Redis broker is not available in this version")
+        return RedisBroker(
+            settings.redis,
+            settings.node_id,
+            prefix=settings.redis_prefix,
+            history_size=settings.history_size,
+        )
     return MemoryBroker(settings.node_id, settings.history_size)
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 from roomserver.ids import Identity, Role
 
+#: Carries a room's shared control state between nodes; never sent to clients.
+STATE_EVENT = "_state"
 STAFF_ROLES = frozenset({Role.HOST.value, Role.MODERATOR.value})
 HOST_ROLES = frozenset({Role.HOST.value})
 

@@ -41,7 +41,7 @@ from roomserver.errors import (
     RateLimited,
     Unavailable,
 )
-from roomserver.events import Envelope, to_all
+from roomserver.events import STATE_EVENT, Envelope, to_all
 from roomserver.hub import Conn, Hub
 from roomserver.ids import ChatDraft, Identity, Role
 from roomserver.limits import KeyedBuckets, StrikeCounter, WordFilter
@@ -53,7 +53,6 @@ from signaling import messages as m
 log = logging.getLogger(__name__)
 
 HISTORY_ON_JOIN = 50
-STATE_EVENT = "_state"  # carries shared control state between nodes; never sent to clients
 RESUME_LIMIT = 500
 PRESENCE_INTERVAL_S = 1.0
 LIKES_INTERVAL_S = 0.5
@@ -253,15 +252,16 @@ class Node:
             raise Forbidden("this connection has joined too many rooms")
         state = await self._room(req.room)
         if previous is None:
+            new_host = who.role is Role.HOST and state.host != who.user
             first = state.admit(who)
             conn.rooms[req.room] = who
             conn.joining[req.room] = []
             if self.hub.attach(req.room, conn):
                 await self.broker.subscribe(req.room)
+            if new_host:
+                await self._change(state, lambda s: s.set_host(who.user))
             if first:
                 await self.broker.member_joined(req.room, who)
-                if who.role is Role.HOST and state.host != who.user:
-                    await self._change(state, lambda s: s.set_host(who.user))
                 await self._member_changed(state, who, "member.joined")
         else:
             conn.joining[req.room] = []

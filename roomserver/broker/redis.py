@@ -1,0 +1,750 @@
+"""The Redis broker: many nodes share every room through one Redis.
+
+Keys (``P`` is the configured prefix, ``R`` the room id; ``{R}`` is a hash tag
+so one room's keys stay together under Redis Cluster):
+
+=================================  ============================================
+``P:{R}:info``                     hash: title, welcome, created_at (existence)
+``P:{R}:seq``                      chat seq counter
+``P:{R}:chat``                     stream, entry id ``seq-0``, capped (MAXLEN)
+``P:{R}:del``                      zset of deleted seqs (pruned below history)
+``P:{R}:cid:<len>:<user>:<cid>``   first ``seq:ts`` of a (user, cid); 24 h TTL
+``P:{R}:reads``                    zset user -> read mark
+``P:{R}:likes``                    like counter
+``P:{R}:ctl``                      MessagePack control state (RoomState)
+``P:{R}:known``                    hash user -> [name, role] of users who joined
+``P:{R}:nodes``                    set of nodes that hold members
+``P:{R}:users:<node>``             hash user -> 1 per node; 15 s TTL, heartbeat
+``P:{R}:polls``                    zset poll id -> creation order (``pollseq``)
+``P:{R}:poll:<id>``                hash: question, options, counts, open, times
+``P:{R}:poll:<id>:voters``         hash user -> option (one vote per user)
+``P:{R}:claim:<what>``             coalescing claim, PX interval
+``P:{R}:ch``                       pub/sub channel of the room
+=================================  ============================================
+
+Why a stream for history: entries carry the seq as their id, so appending is
+O(1), ``MAXLEN`` caps it exactly, and every read (``since``, ``before``,
+``after``) is one ``XRANGE`` / ``XREVRANGE`` by seq.
+
+Atomic steps (each one Lua script or ``WATCH``/``MULTI`` transaction):
+
+* chat append: idempotency check, ``INCR`` seq, ``XADD`` capped, remember the
+  cid, ``PUBLISH`` -- so a message that got a seq is in history, and chat is
+  published in seq order.
+* vote: exists, open, in range, ``HSETNX`` the voter, ``HINCRBY`` the count.
+* poll close: flips ``open`` once; only that caller is told ``closed_now``.
+* control state: ``WATCH`` the state key, apply the pure transition, write it
+  and publish its events in one ``MULTI``; retried on conflict.
+
+Delivery to a node is one subscription per room per node, decoded once per
+event. The reader tracks the last chat seq delivered per room: a chat message
+that skips seqs (missed while Redis was away) triggers a read of the missing
+range from history first, and a repeated seq is dropped, so each node hands its
+members every chat message once, in order. When Redis is unreachable, calls
+raise ``Unavailable``; the reader reconnects with backoff, resubscribes every
+room and catches up chat from history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any
+
+import msgpack
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from roomserver.broker.base import ControlChange, EventSink, PollView, Tally
+from roomserver.chat import after_gap, before_gap, resume_window
+from roomserver.errors import (
+    AlreadyVoted,
+    BadRequest,
+    NotFound,
+    PollClosed,
+    Unavailable,
+)
+from roomserver.events import STATE_EVENT, Envelope
+from roomserver.ids import ChatDraft, ChatMessage, Identity, Role, UserId
+from roomserver.polls import POLL_RECENT_MS
+from roomserver.room import RoomInfo, RoomState
+
+log = logging.getLogger(__name__)
+
+CID_TTL_S = 24 * 3600
+MEMBERS_TTL_S = 15
+MAX_POLLS = 100
+_CHAT = b"C"
+_ENVELOPE = b"E"
+
+_APPEND = """
+local prev = redis.call('GET', KEYS[3])
+if prev then return {0, prev} end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[1])
+redis.call('SET', KEYS[3], seq .. ':' .. ARGV[4], 'EX', ARGV[3])
+redis.call('PUBLISH', KEYS[4], 'C' .. seq .. ' ' .. ARGV[1])
+return {1, seq}
+"""
+
+_CREATE_ROOM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'title', ARGV[1], 'welcome', ARGV[2], 'created_at', ARGV[3])
+return 1
+"""
+
+_VOTE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'nf' end
+local open = redis.call('HGET', KEYS[1], 'open')
+local closes = tonumber(redis.call('HGET', KEYS[1], 'closes_at') or '0')
+if open ~= '1' or (closes > 0 and tonumber(ARGV[3]) >= closes) then return 'closed' end
+local option = tonumber(ARGV[2])
+if option >= tonumber(redis.call('HGET', KEYS[1], 'n')) then return 'range' end
+if redis.call('HSETNX', KEYS[2], ARGV[1], option) == 0 then return 'voted' end
+redis.call('HINCRBY', KEYS[1], 'v' .. option, 1)
+return 'ok'
+"""
+
+_CLOSE_POLL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'open') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'open', '0', 'closed_at', ARGV[1])
+return 1
+"""
+
+_CREATE_POLL = """
+local count = redis.call('ZCARD', KEYS[1])
+if count >= tonumber(ARGV[3]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, id in ipairs(oldest) do
+    if count < tonumber(ARGV[3]) then break end
+    local key = ARGV[4] .. id
+    if redis.call('HGET', key, 'open') ~= '1' then
+      redis.call('DEL', key, key .. ':voters')
+      redis.call('ZREM', KEYS[1], id)
+      count = count - 1
+    end
+  end
+  if count >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[1])
+return 1
+"""
+
+
+def _pack(value: Any) -> bytes:
+    data: bytes = msgpack.packb(value, use_bin_type=True)
+    return data
+
+
+def _unpack(data: Any) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+class RedisBroker:
+    """Shares rooms between nodes through Redis; see the module docstring for keys."""
+
+    def __init__(
+        self,
+        url: str,
+        node_id: str,
+        *,
+        prefix: str = "rs",
+        history_size: int = 1000,
+    ) -> None:
+        self.node_id = node_id
+        self._url = url
+        self._prefix = prefix
+        self._history_size = history_size
+        self._redis = aioredis.Redis.from_url(
+            url,
+            decode_responses=False,
+            socket_connect_timeout=1.0,
+            socket_timeout=3.0,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=5,
+        )
+        self._append = self._redis.register_script(_APPEND)
+        self._create_room = self._redis.register_script(_CREATE_ROOM)
+        self._vote = self._redis.register_script(_VOTE)
+        self._close_poll = self._redis.register_script(_CLOSE_POLL)
+        self._create_poll = self._redis.register_script(_CREATE_POLL)
+        self._sink: EventSink | None = None
+        self._rooms: set[str] = set()
+        self._last_seq: dict[str, int] = {}
+        self._pubsub: PubSub | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closed = False
+        self.connected = False
+
+    # -- keys -------------------------------------------------------------------------
+
+    def _k(self, room: str, *parts: str) -> str:
+        return ":".join((self._prefix, "{" + room + "}", *parts))
+
+    def _channel(self, room: str) -> str:
+        return self._k(room, "ch")
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.aclose()
+
+    def attach(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def _call(self, awaitable: Awaitable[Any]) -> Any:
+        """Run one Redis call; an unreachable Redis becomes ``Unavailable``.
+
+        Results are ``Any``: redis-py's return types are unions over its
+        decode modes, and this client always returns bytes.
+        """
+        try:
+            return await awaitable
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise Unavailable(f"redis is unreachable: {exc}") from None
+
+    # -- rooms ------------------------------------------------------------------------
+
+    async def create_room(self, info: RoomInfo) -> bool:
+        created = await self._call(
+            self._create_room(
+                keys=[self._k(info.id, "info")],
+                args=[info.title, info.welcome or "", info.created_at],
+            )
+        )
+        return bool(created)
+
+    async def get_room(self, room: str) -> RoomInfo | None:
+        data = await self._call(self._redis.hgetall(self._k(room, "info")))
+        if not data:
+            return None
+        welcome = data[b"welcome"].decode()
+        return RoomInfo(
+            id=room,
+            title=data[b"title"].decode(),
+            welcome=welcome or None,
+            created_at=int(data[b"created_at"]),
+        )
+
+    async def delete_room(self, room: str) -> bool:
+        if not await self._call(self._redis.delete(self._k(room, "info"))):
+            return False
+        keys = [key async for key in self._scan(self._k(room, "*"))]
+        if keys:
+            await self._call(self._redis.delete(*keys))
+        return True
+
+    async def _scan(self, pattern: str) -> AsyncIterator[bytes]:
+        cursor = 0
+        for _ in range(100_000):
+            cursor, keys = await self._call(self._redis.scan(cursor, match=pattern, count=500))
+            for key in keys:
+                yield key
+            if cursor == 0:
+                return
+
+    # -- fan-out ------------------------------------------------------------------------
+
+    async def subscribe(self, room: str) -> None:
+        if room in self._rooms:
+            return
+        self._rooms.add(room)
+        try:
+            if self._pubsub is not None:
+                await self._call(self._pubsub.subscribe(self._channel(room)))
+            self._last_seq[room] = await self.latest_seq(room)
+        except Unavailable:
+            self._rooms.discard(room)
+            raise
+        self._wake.set()
+
+    async def unsubscribe(self, room: str) -> None:
+        if room not in self._rooms:
+            return
+        self._rooms.discard(room)
+        self._last_seq.pop(room, None)
+        if self._pubsub is not None:
+            with contextlib.suppress(Unavailable):
+                await self._call(self._pubsub.unsubscribe(self._channel(room)))
+
+    async def publish(self, room: str, envelope: Envelope) -> None:
+        await self._call(self._redis.publish(self._channel(room), _wrap(envelope)))
+
+    async def _read_forever(self) -> None:
+        """Keep one subscription connection alive; resubscribe and catch up after outages."""
+        backoff = 0.1
+        while not self._closed:
+            try:
+                await self._open_subscription()
+                backoff = 0.1
+                await self._pump()
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, Unavailable) as exc:
+                if self.connected:
+                    log.warning("redis subscription lost: %s", exc)
+                self.connected = False
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                    self._pubsub = None
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, 2.0)
+
+    async def _open_subscription(self) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        # The first subscribe opens the connection; a placeholder channel keeps it open.
+        await pubsub.subscribe(self._k("_", "node", self.node_id))
+        rooms = sorted(self._rooms)
+        if rooms:
+            await pubsub.subscribe(*(self._channel(room) for room in rooms))
+        self._pubsub = pubsub
+        was_down = not self.connected and bool(self._last_seq)
+        self.connected = True
+        if was_down:
+            log.info("redis subscription restored; catching up %d rooms", len(rooms))
+            for room in rooms:
+                await self._catch_up(room, None)
+                await self._deliver_control(room)
+
+    async def _pump(self) -> None:
+        pubsub = self._pubsub
+        assert pubsub is not None
+        while not self._closed:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is None or message.get("type") != "message":
+                continue
+            channel = message["channel"].decode()
+            room = channel[len(self._prefix) + 2 : -len("}:ch")]
+            if room not in self._rooms:
+                continue
+            await self._dispatch(room, message["data"])
+
+    async def _dispatch(self, room: str, data: bytes) -> None:
+        kind = data[:1]
+        if kind == _CHAT:
+            seq_text, _, payload = data[1:].partition(b" ")
+            message = _chat_message(room, int(seq_text), payload)
+            await self._catch_up(room, message.seq - 1)
+            self._deliver_chat(room, message)
+        elif kind == _ENVELOPE:
+            self._deliver(room, Envelope.from_wire(_unpack(data[1:])))
+
+    async def _catch_up(self, room: str, until: int | None) -> None:
+        """Deliver held chat after the last seq delivered here, up to ``until`` (or latest)."""
+        last = self._last_seq.get(room)
+        if last is None:
+            return
+        target = until if until is not None else await self.latest_seq(room)
+        while last < target:
+            batch = await self._range(room, last + 1, min(target, last + 500))
+            if not batch:
+                self._last_seq[room] = last = min(target, last + 500)
+                continue
+            for message in batch:
+                self._deliver_chat(room, message)
+            last = self._last_seq[room]
+
+    def _deliver_chat(self, room: str, message: ChatMessage) -> None:
+        last = self._last_seq.get(room)
+        if last is not None and message.seq <= last:
+            return
+        self._last_seq[room] = message.seq
+        self._deliver(room, Envelope(message.to_event()))
+
+    def _deliver(self, room: str, envelope: Envelope) -> None:
+        if self._sink is not None and room in self._rooms:
+            self._sink(room, envelope)
+
+    async def _deliver_control(self, room: str) -> None:
+        raw = await self._call(self._redis.get(self._k(room, "ctl")))
+        if raw is not None:
+            event = {"t": STATE_EVENT, "room": room, "state": _unpack(raw)}
+            self._deliver(room, Envelope(event))
+
+    # -- chat -----------------------------------------------------------------------------
+
+    async def append_chat(self, room: str, draft: ChatDraft, ts: int) -> tuple[ChatMessage, bool]:
+        payload = _pack([ts, draft.user, draft.name, draft.role, draft.text, draft.cid])
+        cid_key = self._k(room, "cid", f"{len(draft.user)}:{draft.user}:{draft.cid}")
+        keys = [self._k(room, "seq"), self._k(room, "chat"), cid_key, self._channel(room)]
+        if not await self._call(self._redis.exists(self._k(room, "info"))):
+            raise NotFound(f"room {room!r} does not exist")
+        new, value = await self._call(
+            self._append(keys=keys, args=[payload, self._history_size, CID_TTL_S, ts])
+        )
+        if new:
+            seq = int(value)
+            return ChatMessage(
+                room, seq, ts, draft.user, draft.name, draft.role, draft.text, draft.cid
+            ), True
+        seq_text, _, ts_text = value.decode().partition(":")
+        first = ChatMessage(
+            room,
+            int(seq_text),
+            int(ts_text),
+            draft.user,
+            draft.name,
+            draft.role,
+            draft.text,
+            draft.cid,
+        )
+        held = await self._range(room, first.seq, first.seq)
+        return (held[0] if held else first), False
+
+    async def latest_seq(self, room: str) -> int:
+        value = await self._call(self._redis.get(self._k(room, "seq")))
+        return int(value) if value is not None else 0
+
+    async def _bounds(self, room: str) -> tuple[int, int, set[int]]:
+        """(first held seq, latest seq, deleted seqs) in one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.get(self._k(room, "seq"))
+        pipe.xrange(self._k(room, "chat"), "-", "+", count=1)
+        pipe.zrange(self._k(room, "del"), 0, -1)
+        raw_seq, first, deleted = await self._call(pipe.execute())
+        latest = int(raw_seq) if raw_seq is not None else 0
+        first_held = _seq_of(first[0][0]) if first else latest + 1
+        return first_held, latest, {int(s) for s in deleted}
+
+    async def _range(self, room: str, low: int, high: int) -> list[ChatMessage]:
+        if low > high:
+            return []
+        entries = await self._call(
+            self._redis.xrange(self._k(room, "chat"), f"{low}-0", f"{high}-0")
+        )
+        deleted = await self._deleted(room)
+        return [
+            _chat_message(room, seq, fields[b"m"])
+            for entry_id, fields in entries
+            if (seq := _seq_of(entry_id)) not in deleted
+        ]
+
+    async def _deleted(self, room: str) -> set[int]:
+        return {int(s) for s in await self._call(self._redis.zrange(self._k(room, "del"), 0, -1))}
+
+    async def chat_latest(self, room: str, limit: int) -> list[ChatMessage]:
+        deleted = await self._deleted(room)
+        entries = await self._call(
+            self._redis.xrevrange(self._k(room, "chat"), "+", "-", count=limit + len(deleted))
+        )
+        return self._newest_first(room, entries, deleted, limit)
+
+    def _newest_first(
+        self, room: str, entries: Sequence[Any], deleted: set[int], limit: int
+    ) -> list[ChatMessage]:
+        out = [
+            _chat_message(room, seq, fields[b"m"])
+            for entry_id, fields in entries
+            if (seq := _seq_of(entry_id)) not in deleted
+        ][:limit]
+        out.reverse()
+        return out
+
+    async def chat_since(self, room: str, since: int, limit: int) -> tuple[list[ChatMessage], bool]:
+        first_held, latest, _ = await self._bounds(room)
+        low, high, gap = resume_window(since, first_held, latest, limit)
+        return await self._range(room, low, high), gap
+
+    async def chat_before(self, room: str, seq: int, limit: int) -> tuple[list[ChatMessage], bool]:
+        first_held, _, deleted = await self._bounds(room)
+        if seq <= 1:
+            return [], before_gap(0, limit, first_held)
+        entries = await self._call(
+            self._redis.xrevrange(
+                self._k(room, "chat"), f"{seq - 1}-0", "-", count=limit + len(deleted)
+            )
+        )
+        messages = self._newest_first(room, entries, deleted, limit)
+        return messages, before_gap(len(messages), limit, first_held)
+
+    async def chat_after(self, room: str, seq: int, limit: int) -> tuple[list[ChatMessage], bool]:
+        first_held, _, deleted = await self._bounds(room)
+        entries = await self._call(
+            self._redis.xrange(
+                self._k(room, "chat"), f"{seq + 1}-0", "+", count=limit + len(deleted)
+            )
+        )
+        messages = [
+            _chat_message(room, s, fields[b"m"])
+            for entry_id, fields in entries
+            if (s := _seq_of(entry_id)) not in deleted
+        ][:limit]
+        return messages, after_gap(seq, first_held)
+
+    async def delete_chat(self, room: str, seq: int) -> bool:
+        first_held, latest, deleted = await self._bounds(room)
+        if not first_held <= seq <= latest or seq in deleted:
+            return False
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.zadd(self._k(room, "del"), {str(seq): seq})
+        pipe.zremrangebyscore(self._k(room, "del"), "-inf", f"({first_held}")
+        added, _ = await self._call(pipe.execute())
+        return bool(added)
+
+    async def mark_read(self, room: str, user: str, seq: int) -> None:
+        await self._call(self._redis.zadd(self._k(room, "reads"), {user: seq}, gt=True))
+
+    async def readers(self, room: str, seq: int) -> int:
+        count: int = await self._call(self._redis.zcount(self._k(room, "reads"), seq, "+inf"))
+        return count
+
+    # -- polls ----------------------------------------------------------------------------
+
+    def _poll_key(self, room: str, poll_id: str) -> str:
+        return self._k(room, "poll", poll_id)
+
+    async def create_poll(
+        self,
+        room: str,
+        poll_id: str,
+        question: str,
+        options: Sequence[str],
+        now_ms: int,
+        duration_s: int | None,
+    ) -> PollView:
+        key = self._poll_key(room, poll_id)
+        added = await self._call(
+            self._create_poll(
+                keys=[self._k(room, "polls"), self._k(room, "pollseq")],
+                args=[poll_id, now_ms, MAX_POLLS, self._k(room, "poll", "")],
+            )
+        )
+        if not added:
+            raise BadRequest("too many open polls")
+        fields: dict[Any, Any] = {
+            "question": question,
+            "options": _pack(list(options)),
+            "n": len(options),
+            "open": "1",
+            "created_at": now_ms,
+            "closes_at": now_ms + duration_s * 1000 if duration_s is not None else 0,
+            "closed_at": 0,
+        }
+        fields.update({f"v{i}": 0 for i in range(len(options))})
+        await self._call(self._redis.hset(key, mapping=fields))
+        found = await self._poll_view(room, poll_id, None)
+        assert found is not None
+        return found[0]
+
+    async def _poll_view(
+        self, room: str, poll_id: str, user: str | None
+    ) -> tuple[PollView, int] | None:
+        """The wire view of a poll and when it closed (0: open), or None if unknown."""
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._poll_key(room, poll_id))
+        if user is not None:
+            pipe.hget(self._poll_key(room, poll_id) + ":voters", user)
+        results = await self._call(pipe.execute())
+        return _poll_from_hash(poll_id, results[0], results[1] if user is not None else None)
+
+    async def vote(self, room: str, poll_id: str, user: str, option: int) -> Tally:
+        key = self._poll_key(room, poll_id)
+        outcome = await self._call(
+            self._vote(keys=[key, key + ":voters"], args=[user, option, _now_ms()])
+        )
+        outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
+        if outcome == "nf":
+            raise NotFound(f"poll {poll_id!r} does not exist")
+        if outcome == "closed":
+            raise PollClosed("the poll is closed")
+        if outcome == "range":
+            raise BadRequest("option: out of range for this poll")
+        if outcome == "voted":
+            raise AlreadyVoted("you already voted in this poll")
+        return await self.poll_tally(room, poll_id)
+
+    async def close_poll(self, room: str, poll_id: str, now_ms: int) -> tuple[PollView, bool]:
+        result = await self._call(
+            self._close_poll(keys=[self._poll_key(room, poll_id)], args=[now_ms])
+        )
+        if result == -1:
+            raise NotFound(f"poll {poll_id!r} does not exist")
+        found = await self._poll_view(room, poll_id, None)
+        if found is None:
+            raise NotFound(f"poll {poll_id!r} does not exist")
+        return found[0], result == 1
+
+    async def poll_tally(self, room: str, poll_id: str) -> Tally:
+        found = await self._poll_view(room, poll_id, None)
+        if found is None:
+            raise NotFound(f"poll {poll_id!r} does not exist")
+        votes = [option["votes"] for option in found[0]["options"]]
+        return votes, sum(votes)
+
+    async def polls(self, room: str, user: str | None, now_ms: int) -> list[PollView]:
+        ids = [
+            i.decode() for i in await self._call(self._redis.zrange(self._k(room, "polls"), 0, -1))
+        ]
+        views = []
+        for poll_id in ids:
+            found = await self._poll_view(room, poll_id, user)
+            if found is None:
+                continue
+            view, closed_at = found
+            if view["open"] or now_ms - closed_at < POLL_RECENT_MS:
+                views.append(view)
+        return views
+
+    # -- control state ------------------------------------------------------------------
+
+    async def refresh_control(self, state: RoomState) -> None:
+        raw = await self._call(self._redis.get(self._k(state.id, "ctl")))
+        if raw is not None:
+            state.load_control(_unpack(raw))
+
+    async def update_control(self, state: RoomState, change: ControlChange) -> list[Envelope]:
+        key = self._k(state.id, "ctl")
+        channel = self._channel(state.id)
+        blank = RoomState(state.info).control_to_wire()
+        for _ in range(50):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                try:
+                    await self._call(pipe.watch(key))
+                    raw = await self._call(pipe.get(key))
+                    state.load_control(_unpack(raw) if raw is not None else blank)
+                    envelopes = change(state)
+                    control = state.control_to_wire()
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(key, _pack(control))
+                    for envelope in envelopes:
+                        pipe.publish(channel, _wrap(envelope))
+                    event = {"t": STATE_EVENT, "room": state.id, "state": control}
+                    pipe.publish(channel, _wrap(Envelope(event)))
+                    await self._call(pipe.execute())
+                    return envelopes
+                except WatchError:
+                    continue
+        raise Unavailable("room state is too contended; retry")
+
+    # -- members --------------------------------------------------------------------------
+
+    def _users_key(self, room: str, node: str) -> str:
+        return self._k(room, "users", node)
+
+    async def member_joined(self, room: str, who: Identity) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        users = self._users_key(room, self.node_id)
+        pipe.hset(users, who.user, 1)
+        pipe.expire(users, MEMBERS_TTL_S)
+        pipe.sadd(self._k(room, "nodes"), self.node_id)
+        pipe.hset(self._k(room, "known"), who.user, _pack([who.name, who.role.value]))
+        await self._call(pipe.execute())
+
+    async def member_left(self, room: str, user: str) -> None:
+        await self._call(self._redis.hdel(self._users_key(room, self.node_id), user))
+
+    async def find_member(self, room: str, user: str) -> Identity | None:
+        raw = await self._call(self._redis.hget(self._k(room, "known"), user))
+        if raw is None:
+            return None
+        name, role = _unpack(raw)
+        return Identity(UserId(user), name, Role(role))
+
+    async def _live_nodes(self, room: str) -> list[str]:
+        return [n.decode() for n in await self._call(self._redis.smembers(self._k(room, "nodes")))]
+
+    async def is_present(self, room: str, user: str) -> bool:
+        nodes = await self._live_nodes(room)
+        if not nodes:
+            return False
+        pipe = self._redis.pipeline(transaction=False)
+        for node in nodes:
+            pipe.hexists(self._users_key(room, node), user)
+        return any(await self._call(pipe.execute()))
+
+    async def presence(self, room: str, local_members: int) -> int:
+        """Users on every live node; also refreshes this node's heartbeat for the room."""
+        if local_members:
+            await self._call(self._redis.expire(self._users_key(room, self.node_id), MEMBERS_TTL_S))
+        nodes = await self._live_nodes(room)
+        if not nodes:
+            return 0
+        pipe = self._redis.pipeline(transaction=False)
+        for node in nodes:
+            pipe.hlen(self._users_key(room, node))
+        counts = await self._call(pipe.execute())
+        gone = [node for node, count in zip(nodes, counts, strict=True) if count == 0]
+        if gone:
+            await self._call(self._redis.srem(self._k(room, "nodes"), *gone))
+        return int(sum(counts))
+
+    # -- counters -------------------------------------------------------------------------
+
+    async def add_likes(self, room: str, n: int) -> int:
+        total: int = await self._call(self._redis.incrby(self._k(room, "likes"), n))
+        return total
+
+    async def likes(self, room: str) -> int:
+        value = await self._call(self._redis.get(self._k(room, "likes")))
+        return int(value) if value is not None else 0
+
+    async def claim(self, room: str, what: str, interval_s: float) -> float:
+        key = self._k(room, "claim", what)
+        interval_ms = max(1, int(interval_s * 1000))
+        if await self._call(self._redis.set(key, self.node_id, px=interval_ms, nx=True)):
+            return 0.0
+        remaining = await self._call(self._redis.pttl(key))
+        return max(0.001, remaining / 1000) if remaining > 0 else 0.001
+
+
+def _wrap(envelope: Envelope) -> bytes:
+    return _ENVELOPE + _pack(envelope.to_wire())
+
+
+def _seq_of(entry_id: bytes) -> int:
+    return int(entry_id.split(b"-", 1)[0])
+
+
+def _chat_message(room: str, seq: int, payload: bytes) -> ChatMessage:
+    ts, user, name, role, text, cid = _unpack(payload)
+    return ChatMessage(room, seq, ts, user, name, role, text, cid)
+
+
+def _poll_from_hash(
+    poll_id: str, data: dict[bytes, bytes], my_vote: bytes | None
+) -> tuple[PollView, int] | None:
+    if not data:
+        return None
+    options = _unpack(data[b"options"])
+    votes = [int(data.get(f"v{i}".encode(), b"0")) for i in range(len(options))]
+    view: PollView = {
+        "id": poll_id,
+        "question": data[b"question"].decode(),
+        "options": [{"text": text, "votes": v} for text, v in zip(options, votes, strict=True)],
+        "total": sum(votes),
+        "open": data[b"open"] == b"1",
+    }
+    closes_at = int(data[b"closes_at"])
+    if closes_at:
+        view["closes_at"] = closes_at
+    if my_vote is not None:
+        view["my_vote"] = int(my_vote)
+    return view, int(data[b"closed_at"])
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

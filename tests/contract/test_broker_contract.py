@@ -1,0 +1,266 @@
+"""The broker contract, run on every implementation: memory and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import pytest
+
+from roomserver.broker.base import Broker
+from roomserver.broker.memory import MemoryBroker
+from roomserver.broker.redis import RedisBroker
+from roomserver.errors import AlreadyVoted, BadRequest, NotFound, PollClosed
+from roomserver.events import Envelope, to_all, to_users
+from roomserver.ids import ChatDraft, Identity, Role, UserId
+from roomserver.room import RoomInfo, RoomState
+from tests.redis_server import RedisServer
+
+_prefixes = itertools.count(1)
+
+
+class Recorder:
+    """A node's sink: every envelope delivered, per room, in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Envelope]] = []
+
+    def __call__(self, room: str, envelope: Envelope) -> None:
+        self.events.append((room, envelope))
+
+    def of(self, t: str) -> list[dict[str, object]]:
+        return [e.event for _, e in self.events if e.type == t]
+
+    async def wait_for(self, t: str, count: int, timeout: float = 5.0) -> list[dict[str, object]]:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while len(self.of(t)) < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"{len(self.of(t))}/{count} {t} events")
+            await asyncio.sleep(0.01)
+        return self.of(t)
+
+
+def make_broker(kind: str, redis_url: str, history: int, node: str = "n1") -> Broker:
+    if kind == "memory":
+        return MemoryBroker(node, history)
+    return RedisBroker(redis_url, node, prefix=f"t{next(_prefixes)}", history_size=history)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def broker(kind: str, redis_server: RedisServer) -> AsyncIterator[tuple[Broker, Recorder]]:
+    b = make_broker(kind, redis_server.url, history=20)
+    recorder = Recorder()
+    b.attach(recorder)
+    await b.start()
+    await b.create_room(RoomInfo("r", "Room", "hi", 1))
+    await b.subscribe("r")
+    try:
+        yield b, recorder
+    finally:
+        await b.close()
+
+
+def draft(user: str, cid: str, text: str = "x") -> ChatDraft:
+    return ChatDraft(user, user.upper(), "member", text, cid)
+
+
+async def test_rooms(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    assert await b.create_room(RoomInfo("other", "T", None, 5)) is True
+    assert await b.create_room(RoomInfo("other", "T2", None, 6)) is False
+    info = await b.get_room("other")
+    assert info is not None and info.title == "T" and info.welcome is None
+    assert await b.delete_room("other") is True
+    assert await b.get_room("other") is None
+    assert await b.delete_room("other") is False
+
+
+async def test_chat_is_sequenced_published_in_order_and_idempotent(
+    broker: tuple[Broker, Recorder],
+) -> None:
+    b, rec = broker
+    results = await asyncio.gather(
+        *(b.append_chat("r", draft(f"u{i}", "c"), 100 + i) for i in range(10))
+    )
+    assert sorted(m.seq for m, new in results) == list(range(1, 11))
+    assert all(new for _, new in results)
+    first, _ = results[0]
+    again, new = await b.append_chat("r", draft("u0", "c", "other text"), 999)
+    assert new is False and (again.seq, again.ts) == (first.seq, first.ts)
+    events = await rec.wait_for("chat", 10)
+    await asyncio.sleep(0.05)
+    assert [e["seq"] for e in rec.of("chat")] == list(range(1, 11))
+    assert events[0]["room"] == "r"
+    assert await b.latest_seq("r") == 10
+
+
+async def test_history_reads_and_gaps(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    for i in range(1, 31):
+        await b.append_chat("r", draft("u", str(i), str(i)), i)
+    latest = await b.chat_latest("r", 5)
+    assert [m.seq for m in latest] == [26, 27, 28, 29, 30]
+    since, gap = await b.chat_since("r", 25, 500)
+    assert [m.seq for m in since] == [26, 27, 28, 29, 30] and gap is False
+    dropped, gap = await b.chat_since("r", 2, 500)
+    assert [m.seq for m in dropped] == list(range(11, 31)) and gap is True
+    capped, gap = await b.chat_since("r", 10, 5)
+    assert [m.seq for m in capped] == [11, 12, 13, 14, 15] and gap is True
+    before, gap = await b.chat_before("r", 20, 3)
+    assert [m.seq for m in before] == [17, 18, 19] and gap is False
+    short, gap = await b.chat_before("r", 13, 5)
+    assert [m.seq for m in short] == [11, 12] and gap is True
+    after, gap = await b.chat_after("r", 27, 10)
+    assert [m.seq for m in after] == [28, 29, 30] and gap is False
+    lost, gap = await b.chat_after("r", 3, 2)
+    assert [m.seq for m in lost] == [11, 12] and gap is True
+
+
+async def test_deleted_messages_vanish_without_a_gap(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    for i in range(1, 6):
+        await b.append_chat("r", draft("u", str(i)), i)
+    assert await b.delete_chat("r", 3) is True
+    assert await b.delete_chat("r", 3) is False
+    assert await b.delete_chat("r", 99) is False
+    since, gap = await b.chat_since("r", 0, 500)
+    assert [m.seq for m in since] == [1, 2, 4, 5] and gap is False
+    assert [m.seq for m in await b.chat_latest("r", 3)] == [2, 4, 5]
+    before, _ = await b.chat_before("r", 5, 2)
+    assert [m.seq for m in before] == [2, 4]
+
+
+async def test_read_marks(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    await b.mark_read("r", "a", 5)
+    await b.mark_read("r", "b", 3)
+    await b.mark_read("r", "b", 1)
+    assert await b.readers("r", 3) == 2
+    assert await b.readers("r", 4) == 1
+
+
+async def test_one_vote_per_user_even_when_concurrent(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    poll = await b.create_poll("r", "p1", "Q?", ["a", "b", "c"], 1000, None)
+    assert poll["options"] == [{"text": t, "votes": 0} for t in "abc"] and poll["open"] is True
+    outcomes = await asyncio.gather(
+        *(b.vote("r", "p1", "same", i % 3) for i in range(30)), return_exceptions=True
+    )
+    accepted = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(accepted) == 1
+    assert all(isinstance(o, AlreadyVoted) for o in outcomes if isinstance(o, BaseException))
+    await b.vote("r", "p1", "other", 2)
+    votes, total = await b.poll_tally("r", "p1")
+    assert total == 2 and sum(votes) == 2
+    with pytest.raises(BadRequest):
+        await b.vote("r", "p1", "third", 3)
+    with pytest.raises(NotFound):
+        await b.vote("r", "nope", "third", 0)
+    final, closed_now = await b.close_poll("r", "p1", 2000)
+    assert closed_now is True and final["open"] is False and final["total"] == 2
+    again, closed_now = await b.close_poll("r", "p1", 3000)
+    assert closed_now is False and again["total"] == 2
+    with pytest.raises(PollClosed):
+        await b.vote("r", "p1", "late", 0)
+    mine = await b.polls("r", "other", 2500)
+    assert mine[0]["my_vote"] == 2
+
+
+async def test_closed_polls_leave_the_snapshot_after_ten_minutes(
+    broker: tuple[Broker, Recorder],
+) -> None:
+    b, _ = broker
+    await b.create_poll("r", "old", "Q?", ["a", "b"], 1000, None)
+    await b.create_poll("r", "new", "Q?", ["a", "b"], 1000, 60)
+    await b.close_poll("r", "old", 2000)
+    visible = await b.polls("r", None, 2000 + 599_000)
+    assert [p["id"] for p in visible] == ["old", "new"]
+    assert visible[1]["closes_at"] == 61_000
+    later = await b.polls("r", None, 2000 + 600_000)
+    assert [p["id"] for p in later] == ["new"]
+
+
+async def test_likes_add_up(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    totals = await asyncio.gather(*(b.add_likes("r", 3) for _ in range(10)))
+    assert max(totals) == 30 and await b.likes("r") == 30
+
+
+async def test_control_changes_are_published_and_kept(broker: tuple[Broker, Recorder]) -> None:
+    b, rec = broker
+    state = RoomState(RoomInfo("r", "Room"), max_cohosts=2)
+    host = Identity(UserId("h"), "H", Role.HOST)
+    state.admit(host)
+    state.admit(Identity(UserId("m"), "M", Role.MEMBER))
+    envelopes = await b.update_control(state, lambda s: s.invite(host, "m"))
+    assert [e.type for e in envelopes] == ["cohost.invited"]
+    await b.update_control(state, lambda s: s.pin({"id": "p", "title": "T"}))
+    (invited,) = await rec.wait_for("cohost.invited", 1)
+    assert invited["by"] == "h"
+    await rec.wait_for("product.pinned", 1)
+    fresh = RoomState(RoomInfo("r", "Room"))
+    await b.refresh_control(fresh)
+    if isinstance(b, RedisBroker):
+        assert fresh.invited == {"m": "h"} and fresh.pinned == {"id": "p", "title": "T"}
+
+
+async def test_members_and_presence(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    ann = Identity(UserId("ann"), "Ann", Role.MODERATOR)
+    await b.member_joined("r", ann)
+    assert await b.find_member("r", "ann") == ann
+    assert await b.find_member("r", "nobody") is None
+    assert await b.presence("r", 1) == 1
+    await b.member_left("r", "ann")
+    assert await b.presence("r", 0) == 0
+
+
+async def test_publish_reaches_the_sink_with_audience(broker: tuple[Broker, Recorder]) -> None:
+    b, rec = broker
+    await b.publish("r", to_all({"t": "likes", "room": "r", "total": 1}))
+    await b.publish("r", to_users({"t": "muted", "room": "r", "until": 5}, "u1"))
+    await rec.wait_for("muted", 1)
+    muted = next(e for _, e in rec.events if e.type == "muted")
+    assert muted.users == frozenset({"u1"})
+    assert [e.type for _, e in rec.events] == ["likes", "muted"]
+
+
+async def test_unsubscribed_rooms_are_not_delivered(broker: tuple[Broker, Recorder]) -> None:
+    b, rec = broker
+    await b.unsubscribe("r")
+    await b.append_chat("r", draft("u", "1"), 1)
+    await asyncio.sleep(0.1)
+    assert rec.of("chat") == []
+
+
+async def test_redis_two_nodes_see_one_order(redis_server: RedisServer) -> None:
+    """Two brokers on one Redis: both deliver every chat message once, in seq order."""
+    prefix = f"two{next(_prefixes)}"
+    nodes = [RedisBroker(redis_server.url, f"n{i}", prefix=prefix) for i in range(2)]
+    recorders = [Recorder(), Recorder()]
+    for node, rec in zip(nodes, recorders, strict=True):
+        node.attach(rec)
+        await node.start()
+    try:
+        await nodes[0].create_room(RoomInfo("shared", "S"))
+        for node in nodes:
+            await node.subscribe("shared")
+        await asyncio.gather(
+            *(nodes[i % 2].append_chat("shared", draft(f"u{i}", str(i)), i) for i in range(100))
+        )
+        for rec in recorders:
+            events = await rec.wait_for("chat", 100)
+            assert [e["seq"] for e in events] == list(range(1, 101))
+        # A retry to the other node returns the first result.
+        first, _ = await nodes[0].append_chat("shared", draft("x", "k"), 1)
+        again, new = await nodes[1].append_chat("shared", draft("x", "k"), 2)
+        assert new is False and again.seq == first.seq
+    finally:
+        for node in nodes:
+            await node.close()
