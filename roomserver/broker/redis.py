@@ -14,7 +14,7 @@ so one room's keys stay together under Redis Cluster):
 ``P:{R}:ctl``                      MessagePack control state (RoomState)
 ``P:{R}:known``                    hash user -> [name, role] of users who joined
 ``P:{R}:nodes``                    set of nodes that hold members
-``P:{R}:users:<node>``             hash user -> 1 per node; 15 s TTL, heartbeat
+``P:{R}:users:<node>``             hash user -> 1 per node; 10 s TTL, heartbeat
 ``P:{R}:polls``                    zset poll id -> creation order (``pollseq``)
 ``P:{R}:poll:<id>``                hash: question, options, counts, open, times
 ``P:{R}:poll:<id>:voters``         hash user -> option (one vote per user)
@@ -81,7 +81,7 @@ from roomserver.room import RoomInfo, RoomState
 log = logging.getLogger(__name__)
 
 CID_TTL_S = 24 * 3600
-MEMBERS_TTL_S = 15
+MEMBERS_TTL_S = 10  # with a 3 s heartbeat, a dead node drops out within 13 s
 MAX_POLLS = 100
 _CHAT = b"C"
 _ENVELOPE = b"E"

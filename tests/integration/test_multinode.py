@@ -1,0 +1,262 @@
+"""Several node processes sharing rooms through a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from roomserver.auth import mint_token
+from signaling.client import RequestFailed, RoomClient
+from tests.harness import SECRET
+from tests.nodes import NodeProcess, nodes, start_node
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+_prefixes = itertools.count(1)
+
+
+def token(room: str, user: str, role: str = "member") -> str:
+    return mint_token(SECRET, room=room, user=user, name=user.upper(), role=role)
+
+
+async def create_room(node: NodeProcess, room: str) -> None:
+    headers = {"Authorization": f"Bearer {SECRET}"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(node.url + "/api/rooms", json={"id": room, "title": room}, headers=headers) as r,
+    ):
+        assert r.status == 201, await r.text()
+
+
+async def join(
+    node: NodeProcess, room: str, user: str, role: str = "member", **extra: Any
+) -> tuple[RoomClient, dict[str, Any]]:
+    client = await node.connect()
+    snapshot = await client.request("join", room=room, token=token(room, user, role), **extra)
+    return client, snapshot
+
+
+def redis_args(redis: RedisServer) -> tuple[str, ...]:
+    return ("--redis", redis.url, "--redis-prefix", f"mn{next(_prefixes)}")
+
+
+async def test_chat_from_every_node_reaches_all_in_one_order(redis_server: RedisServer) -> None:
+    async with nodes(3, *redis_args(redis_server)) as cluster:
+        await create_room(cluster[0], "launch")
+        members = [
+            (await join(node, "launch", f"m{i}-{k}"))[0]
+            for i, node in enumerate(cluster)
+            for k in range(2)
+        ]
+        senders = [
+            (await join(node, "launch", f"s{i}", "moderator"))[0] for i, node in enumerate(cluster)
+        ]
+
+        async def send(index: int) -> list[int]:
+            seqs = []
+            for k in range(30):
+                ok = await senders[index].request(
+                    "chat.send", room="launch", text=f"{index}:{k}", cid=str(k)
+                )
+                seqs.append(ok["seq"])
+            return seqs
+
+        acked = await asyncio.gather(*(send(i) for i in range(3)))
+        assert sorted(s for seqs in acked for s in seqs) == list(range(1, 91))
+        orders = []
+        for client in members:
+            received = [await client.event("chat", timeout=10) for _ in range(90)]
+            assert [e["seq"] for e in received] == list(range(1, 91))
+            orders.append([(e["seq"], e["user"], e["text"]) for e in received])
+        assert all(order == orders[0] for order in orders)
+        for client in members + senders:
+            await client.close()
+
+
+async def test_resume_on_another_node_has_no_gap_and_no_duplicate(
+    redis_server: RedisServer,
+) -> None:
+    async with nodes(2, *redis_args(redis_server)) as (a, b):
+        await create_room(a, "resume")
+        host, _ = await join(a, "resume", "h", "host")
+        viewer, snap = await join(a, "resume", "v")
+        seen = [m["seq"] for m in snap["history"]]
+        for i in range(5):
+            await host.request("chat.send", room="resume", text=str(i), cid=f"a{i}")
+        seen += [(await viewer.event("chat"))["seq"] for _ in range(5)]
+        await viewer.close()
+        for i in range(7):
+            await host.request("chat.send", room="resume", text=str(i), cid=f"b{i}")
+        again, snap2 = await join(b, "resume", "v", since=seen[-1])
+        assert snap2["gap"] is False
+        seen += [m["seq"] for m in snap2["history"]]
+        await host.request("chat.send", room="resume", text="live", cid="live")
+        seen.append((await again.event("chat"))["seq"])
+        assert seen == list(range(1, 14))
+        await host.close()
+        await again.close()
+
+
+async def test_same_user_voting_on_two_nodes_counts_once(redis_server: RedisServer) -> None:
+    async with nodes(2, *redis_args(redis_server)) as (a, b):
+        await create_room(a, "votes")
+        host, _ = await join(a, "votes", "h", "host")
+        on_a, _ = await join(a, "votes", "same")
+        on_b, _ = await join(b, "votes", "same")
+        for round_ in range(15):
+            poll = (
+                await host.request(
+                    "poll.create", room="votes", question=f"{round_}?", options=["x", "y"]
+                )
+            )["poll"]
+            replies = await asyncio.gather(
+                on_a.call("poll.vote", room="votes", poll=poll["id"], option=0),
+                on_b.call("poll.vote", room="votes", poll=poll["id"], option=1),
+                on_a.call("poll.vote", room="votes", poll=poll["id"], option=1),
+                on_b.call("poll.vote", room="votes", poll=poll["id"], option=0),
+            )
+            assert [r["t"] for r in replies].count("ok") == 1, replies
+            assert sorted(r.get("code", "") for r in replies) == [
+                "",
+                "already_voted",
+                "already_voted",
+                "already_voted",
+            ]
+            final = await host.request("poll.close", room="votes", poll=poll["id"])
+            assert final["poll"]["total"] == 1
+        for client in (host, on_a, on_b):
+            await client.close()
+
+
+async def test_link_mic_and_moderation_across_nodes(redis_server: RedisServer) -> None:
+    async with nodes(2, *redis_args(redis_server)) as (a, b):
+        await create_room(a, "mic")
+        host, _ = await join(a, "mic", "h", "host")
+        fan, _ = await join(b, "mic", "fan")
+        watcher, _ = await join(b, "mic", "w")
+        await fan.request("cohost.request", room="mic")
+        assert (await host.event("cohost.requested"))["user"] == "fan"
+        await host.request("cohost.invite", room="mic", user="fan")
+        assert (await fan.event("cohost.invited"))["by"] == "h"
+        await fan.request("cohost.accept", room="mic")
+        assert (await watcher.event("cohost.joined"))["user"] == "fan"
+        _, snap = await join(a, "mic", "late")
+        assert snap["room"]["cohosts"] == ["fan"] and snap["room"]["host"] == "h"
+        await host.request("mod.mute", room="mic", user="w", seconds=60)
+        assert (await watcher.event("muted"))["until"] > 0
+        await asyncio.sleep(0.2)
+        refused = await watcher.call("chat.send", room="mic", text="hi", cid="1")
+        assert refused["code"] == "muted"
+        await host.request("mod.ban", room="mic", user="w")
+        assert (await watcher.event("kicked"))["reason"] == "ban"
+        rejoin = await watcher.call("join", room="mic", token=token("mic", "w"))
+        assert rejoin["code"] == "banned"
+        for client in (host, fan, watcher):
+            await client.close()
+
+
+async def test_killed_node_loses_no_acknowledged_message(redis_server: RedisServer) -> None:
+    args = redis_args(redis_server)
+    async with nodes(1, *args) as (survivor,):
+        doomed = await start_node("doomed", *args)
+        try:
+            await create_room(survivor, "crash")
+            observer, _ = await join(survivor, "crash", "obs", "moderator")
+            talkers = [(await join(doomed, "crash", f"t{i}", "moderator"))[0] for i in range(3)]
+            members = [(await join(doomed, "crash", f"m{i}"))[0] for i in range(4)]
+            await observer.event("presence", where=lambda e: e["members"] == 8, timeout=5)
+            acked: list[int] = []
+
+            async def talk(client: RoomClient, index: int) -> None:
+                for k in range(1000):
+                    try:
+                        ok = await client.request(
+                            "chat.send",
+                            room="crash",
+                            text=f"{index}:{k}",
+                            cid=f"{index}:{k}",
+                            timeout=2,
+                        )
+                    except (RequestFailed, ConnectionError, TimeoutError, OSError):
+                        return
+                    acked.append(ok["seq"])
+
+            tasks = [asyncio.create_task(talk(c, i)) for i, c in enumerate(talkers)]
+            await asyncio.sleep(0.5)
+            doomed.kill()
+            killed_at = time.monotonic()
+            await asyncio.gather(*tasks)
+            assert len(acked) > 10
+            history = await observer.request("chat.history", room="crash", after=0, limit=200)
+            held = [m["seq"] for m in history["messages"]]
+            for seq in range(200, max(acked) + 1, 200):
+                page = await observer.request("chat.history", room="crash", after=seq, limit=200)
+                held += [m["seq"] for m in page["messages"]]
+            assert set(acked) <= set(held)
+            assert held == sorted(set(held))  # each message once, in order
+            # The dead node's 7 members drop out of the count within 15 s.
+            await observer.event("presence", where=lambda e: e["members"] == 1, timeout=16)
+            assert time.monotonic() - killed_at < 16
+            # A member of the dead node resumes on the survivor without loss.
+            received = [e["seq"] for e in members[0].of_type("chat")]
+            assert received == list(range(1, len(received) + 1))
+            back, snap = await join(survivor, "crash", "m0", since=received[-1])
+            resumed = received + [m["seq"] for m in snap["history"]]
+            assert snap["gap"] is (max(held) - received[-1] > 500)
+            if not snap["gap"]:
+                assert resumed == held
+            for client in [observer, back]:
+                await client.close()
+            for client in talkers + members:
+                await client.close()
+        finally:
+            doomed.kill()
+            await doomed.process.wait()
+
+
+async def test_redis_restart_gives_unavailable_then_full_service(tmp_path: Any) -> None:
+    redis = RedisServer()
+    redis.start()
+    try:
+        async with nodes(1, "--redis", redis.url, "--redis-prefix", "restart") as (node,):
+            await create_room(node, "rr")
+            # The room must survive the restart: ask Redis to write a snapshot first.
+            host, _ = await join(node, "rr", "h", "host")
+            viewer, _ = await join(node, "rr", "v")
+            assert (await host.request("chat.send", room="rr", text="before", cid="1"))["seq"] == 1
+            await _redis_command(redis.port, b"SAVE")
+            redis.stop()
+            outcomes = set()
+            for i in range(5):
+                reply = await host.call("chat.send", room="rr", text="down", cid=f"d{i}")
+                outcomes.add(reply.get("code", reply["t"]))
+            assert outcomes == {"unavailable"}
+            redis.start()
+            deadline = time.monotonic() + 15
+            while True:
+                reply = await host.call("chat.send", room="rr", text="after", cid="after")
+                if reply["t"] == "ok":
+                    break
+                assert reply["code"] == "unavailable"
+                assert time.monotonic() < deadline, "service did not come back"
+                await asyncio.sleep(0.2)
+            assert reply["seq"] == 2
+            event = await viewer.event("chat", where=lambda e: e["seq"] == 2, timeout=10)
+            assert event["text"] == "after"
+            for client in (host, viewer):
+                await client.close()
+    finally:
+        redis.cleanup()
+
+
+async def _redis_command(port: int, command: bytes) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(command + b"\r\n")
+    await writer.drain()
+    await reader.readline()
+    writer.close()
