@@ -1,0 +1,80 @@
+import { RoomConnection, explain, linkParams } from "./room.js";
+import { el, productCard } from "./ui.js";
+import { ChatList, Polls, bindCounters, bindStatus } from "./common.js";
+
+const { room, token } = linkParams();
+const conn = new RoomConnection(room, token);
+const notice = document.getElementById("notice");
+
+const act = (t, fields) => conn.request(t, fields).catch((err) => { notice.textContent = explain(err); });
+const moderation = (m) => m.role === "member" ? [
+  el("button", { type: "button", title: "Delete", text: "🗑", onclick: () => act("mod.delete", { seq: m.seq }) }),
+  el("button", { type: "button", title: "Mute 10 min", text: "🔇", onclick: () => act("mod.mute", { user: m.user, seconds: 600 }) }),
+  el("button", { type: "button", title: "Kick", text: "⏏", onclick: () => act("mod.kick", { user: m.user }) }),
+  el("button", { type: "button", title: "Ban", text: "⛔", onclick: () => act("mod.ban", { user: m.user }) }),
+] : [];
+const chat = new ChatList(document.getElementById("chat"), conn, notice, moderation);
+const polls = new Polls(document.getElementById("polls"), conn, notice, false, (poll) =>
+  poll.open ? [el("button", { type: "button", text: "Close poll", onclick: () => act("poll.close", { poll: poll.id }) })] : []);
+
+bindStatus(conn, document.getElementById("status"), notice);
+bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));
+
+const hands = new Map();
+const cohosts = new Set();
+function renderStage() {
+  document.getElementById("hands").replaceChildren(...[...hands].map(([user, name]) =>
+    el("li", {}, el("span", { text: name }), el("button", { type: "button", text: "Invite", onclick: () => act("cohost.invite", { user }) }))));
+  document.getElementById("cohosts").replaceChildren(...[...cohosts].map((user) =>
+    el("li", {}, el("span", { text: user }), el("button", { type: "button", text: "End", onclick: () => act("cohost.end", { user }) }))));
+}
+
+conn.on("snapshot", (snap) => {
+  document.getElementById("title").textContent = snap.room.title;
+  document.getElementById("product").replaceChildren(productCard(snap.room.pinned));
+  polls.reset(snap.polls);
+  cohosts.clear();
+  for (const user of snap.room.cohosts) cohosts.add(user);
+  renderStage();
+});
+conn.on("product.pinned", (e) => document.getElementById("product").replaceChildren(productCard(e.product)));
+conn.on("cohost.requested", (e) => { hands.set(e.user, e.name); renderStage(); });
+conn.on("cohost.joined", (e) => { hands.delete(e.user); cohosts.add(e.user); renderStage(); });
+conn.on("cohost.left", (e) => { cohosts.delete(e.user); renderStage(); });
+conn.on("cohost.declined", (e) => { hands.delete(e.user); notice.textContent = "The invitation was declined."; renderStage(); });
+
+document.getElementById("chat-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("chat-input");
+  chat.send(input.value);
+  input.value = "";
+});
+document.getElementById("poll-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = document.getElementById("poll-question").value.trim();
+  const options = document.getElementById("poll-options").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const duration = Number(document.getElementById("poll-duration").value);
+  const fields = { question, options };
+  if (duration > 0) fields.duration_s = duration;
+  try {
+    await conn.request("poll.create", fields);
+    event.target.reset();
+  } catch (err) { notice.textContent = explain(err); }
+});
+document.getElementById("product-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const product = { id: `p-${Date.now().toString(36)}`, title: document.getElementById("p-title").value.trim() };
+  for (const [field, id] of [["price", "p-price"], ["currency", "p-currency"], ["image", "p-image"], ["url", "p-url"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) product[field] = field === "currency" ? value.toUpperCase() : value;
+  }
+  await act("product.pin", { product });
+});
+document.getElementById("unpin").addEventListener("click", () => act("product.unpin"));
+document.getElementById("end-room").addEventListener("click", () => {
+  if (confirm("End the live session for everyone?")) act("room.end");
+});
+
+if (!room || !token) notice.textContent = "This link has no room token.";
+else conn.connect();
+window.roomConnection = conn;

@@ -1,0 +1,49 @@
+// Page building blocks shared by the host and viewer pages. Everything from the
+// network goes in with textContent, never innerHTML.
+
+export function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else if (key === "text") node.textContent = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+export function chatLine(m, actions = []) {
+  const line = el("li", { class: `chat-line role-${m.role}`, "data-seq": String(m.seq) });
+  line.append(el("span", { class: "who", text: m.name }), el("span", { class: "text", text: m.text }));
+  for (const action of actions) line.append(action);
+  return line;
+}
+
+export function pollCard(poll, onVote) {
+  const card = el("div", { class: "poll", "data-poll": poll.id });
+  card.append(el("div", { class: "question", text: poll.question }));
+  poll.options.forEach((option, index) => {
+    const share = poll.total ? Math.round((option.votes / poll.total) * 100) : 0;
+    const row = el("div", { class: "option" + (poll.my_vote === index ? " mine" : "") });
+    const bar = el("div", { class: "bar" });
+    bar.style.width = `${share}%`;
+    row.append(bar, el("span", { class: "label", text: option.text }), el("span", { class: "count", text: `${option.votes}` }));
+    if (onVote && poll.open && poll.my_vote === undefined) {
+      row.append(el("button", { text: "Vote", onclick: () => onVote(poll, index) }));
+    }
+    card.append(row);
+  });
+  card.append(el("div", { class: "meta", text: poll.open ? `${poll.total} votes` : `Closed · ${poll.total} votes` }));
+  return card;
+}
+
+export function productCard(product) {
+  const card = el("div", { class: "product" });
+  if (!product) return card;
+  if (product.image) card.append(el("img", { src: product.image, alt: "" }));
+  card.append(el("div", { class: "title", text: product.title }));
+  if (product.price) card.append(el("div", { class: "price", text: `${product.price} ${product.currency || ""}` }));
+  if (product.url) card.append(el("a", { href: product.url, target: "_blank", rel: "noopener", text: "View product" }));
+  return card;
+}
