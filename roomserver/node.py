@@ -101,6 +101,7 @@ class Node:
         self.metrics = metrics or Metrics()
         self.hub = Hub(self.metrics)
         self.media: MediaBackend | None = None
+        self.draining = False
         self.rooms: dict[str, RoomState] = {}
         self._chat_buckets = KeyedBuckets(settings.chat_rate, settings.chat_burst)
         self._request_buckets = KeyedBuckets(settings.request_rate, settings.request_burst)

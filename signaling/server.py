@@ -27,10 +27,13 @@ LINKS_KEY = web.AppKey("links", set)
 CLOSE_GOING_AWAY = 1001
 SUBPROTOCOLS = tuple(CODECS)
 CLOSE_TIMEOUT_S = 2.0
+DRAIN_TIMEOUT_S = 5.0
 
 
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
+    if node.draining:
+        raise web.HTTPServiceUnavailable(text="this node is shutting down; connect to another")
     conn = Conn(codec_for(None), peer=request.remote or "", limit=node.settings.send_queue_limit)
     if not node.open_connection(conn):
         raise web.HTTPTooManyRequests(text="too many connections from this address")
@@ -64,7 +67,11 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                     await link.flush_then_close(CLOSE_POLICY, b"too many bad frames")
                     break
                 continue
-            await node.dispatch(conn, outcome)
+            link.busy = True
+            try:
+                await node.dispatch(conn, outcome)
+            finally:
+                link.busy = False
             if conn.overflowed:
                 break
     finally:
@@ -76,10 +83,24 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
 
 
 async def close_all(app: web.Application) -> None:
-    """On shutdown: tell every client the node is going away (1001) so it reconnects."""
-    links: set[_Link] = app[LINKS_KEY]
+    """Graceful shutdown: refuse new sockets, tell clients to reconnect, finish, close.
+
+    Every connection gets a ``reconnect`` event, requests already being handled
+    are answered (waiting at most ``DRAIN_TIMEOUT_S``), queued messages are
+    written, and then each socket is closed with 1001 ("going away").
+    """
+    node = app[NODE_KEY]
+    node.draining = True
+    links: list[_Link] = list(app[LINKS_KEY])
+    for link in links:
+        link.conn.answer({"t": "reconnect", "reason": "shutdown", "retry_after_ms": 500})
+    deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S
+    while any(link.busy or link.conn.queued for link in links):
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.02)
     await asyncio.gather(
-        *(link.close(CLOSE_GOING_AWAY, b"server shutting down") for link in list(links)),
+        *(link.close(CLOSE_GOING_AWAY, b"server shutting down") for link in links),
         return_exceptions=True,
     )
 
@@ -96,6 +117,7 @@ class _Link:
         self.node = node
         self.writer = asyncio.get_running_loop().create_task(self._write())
         self.finished = asyncio.Event()
+        self.busy = False
 
     async def _write(self) -> None:
         conn = self.conn

@@ -11,6 +11,7 @@ import pytest
 import websockets
 
 from signaling.client import JSON, MSGPACK, RoomClient
+from signaling.server import close_all
 from tests.harness import Server, make_settings, running_server
 
 
@@ -167,3 +168,49 @@ async def test_client_reconnects_after_close(server: Server) -> None:
     await client.close()
     again = await server.connect()
     assert (await again.request("ping"))["t"] == "ok"
+
+
+async def test_shutdown_tells_clients_to_reconnect_then_closes_1001() -> None:
+    async with running_server() as srv:
+        await srv.create_room("bye")
+        client, _ = await srv.member("bye", "v")
+        node = srv.node
+        await close_all(srv.app)
+        event = await client.event("reconnect")
+        assert event["reason"] == "shutdown" and event["retry_after_ms"] > 0
+        code, _ = await client.closed()
+        assert code == 1001
+        assert node.draining is True
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(srv.ws_url)
+        assert refused.value.response.status_code == 503
+
+
+async def test_connections_per_address_are_limited() -> None:
+    async with running_server(make_settings(max_connections_per_ip=3)) as srv:
+        clients = [await srv.connect() for _ in range(3)]
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(srv.ws_url)
+        assert refused.value.response.status_code == 429
+        await clients[0].close()
+        for _ in range(50):
+            if srv.node._ip_conns.get("127.0.0.1", 0) < 3:
+                break
+            await asyncio.sleep(0.02)
+        again = await srv.connect()
+        assert (await again.request("ping"))["t"] == "ok"
+
+
+async def test_joins_per_address_are_rate_limited() -> None:
+    async with running_server(make_settings(joins_per_ip_rate=5)) as srv:
+        await srv.create_room("j")
+        client = await srv.connect()
+        codes = []
+        for i in range(8):
+            reply = await client.call("join", room="j", token=srv.token("j", f"u{i}"))
+            codes.append(reply.get("code", "ok"))
+        assert codes[:5] == ["ok"] * 5
+        assert "rate_limited" in codes[5:]
+        limited = await client.call("join", room="j", token=srv.token("j", "x"))
+        if limited["t"] == "error":
+            assert limited["retry_after_ms"] > 0
