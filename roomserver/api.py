@@ -20,6 +20,8 @@ from roomserver.auth import mint_token
 from roomserver.errors import ClientError
 from roomserver.ids import Role
 from roomserver.room import RoomInfo
+from roomserver.stats import report_csv
+from signaling.messages import parse_request
 from signaling.server import NODE_KEY
 
 ROOM_ID = re.compile(r"^[A-Za-z0-9._~-]{1,64}$")
@@ -35,10 +37,19 @@ def _problem(status: int, code: str, message: str) -> web.Response:
     return _json(status, {"code": code, "message": message})
 
 
-class _BadBody(Exception):
-    def __init__(self, message: str) -> None:
+class _Problem(Exception):
+    """An API error: answered as ``status`` with ``{"code", "message"}``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
+        self.status = status
+        self.code = code
         self.message = message
+
+
+class _BadBody(_Problem):
+    def __init__(self, message: str) -> None:
+        super().__init__(400, "bad_request", message)
 
 
 @web.middleware
@@ -53,8 +64,8 @@ async def api_auth(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         response: web.StreamResponse = await handler(request)
         return response
-    except _BadBody as exc:
-        return _problem(400, "bad_request", exc.message)
+    except _Problem as exc:
+        return _problem(exc.status, exc.code, exc.message)
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -137,15 +148,77 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
+_STATUS = {"bad_request": 400, "forbidden": 403, "not_found": 404, "unavailable": 503}
+
+
 async def _guard(awaitable: Awaitable[T]) -> T:
-    """Map a client error from the node (``unavailable``) to the HTTP answer."""
+    """Map a client error from the node to an HTTP answer with the same code."""
     try:
         return await awaitable
     except ClientError as exc:
-        raise web.HTTPServiceUnavailable(
-            body=orjson.dumps({"code": exc.code, "message": exc.message}),
-            content_type="application/json",
-        ) from None
+        raise _Problem(_STATUS.get(exc.code, 409), exc.code, exc.message) from None
+
+
+def _as_request(t: str, room: str, body: dict[str, Any]) -> Any:
+    """Validate an API body with the protocol's own rules for request type ``t``."""
+    try:
+        return parse_request({**body, "t": t, "id": 0, "room": room})
+    except ClientError as exc:
+        raise _BadBody(exc.message) from None
+
+
+async def post_message(request: web.Request) -> web.Response:
+    body = await _body(request)
+    room = request.match_info["id"]
+    cid = body.get("cid") or "api-" + secrets.token_hex(8)
+    sent = _as_request("chat.send", room, {"text": body.get("text"), "cid": cid})
+    name = _text(body, "name", 1, 64, required=False) or "System"
+    pin = body.get("pin", False)
+    if not isinstance(pin, bool):
+        raise _BadBody("pin: must be true or false")
+    node = request.app[NODE_KEY]
+    result = await _guard(node.post_system_message(room, sent.text, sent.cid, name, pin))
+    return _json(201, result)
+
+
+async def post_poll(request: web.Request) -> web.Response:
+    body = await _body(request)
+    room = request.match_info["id"]
+    poll = _as_request("poll.create", room, body)
+    result = await _guard(request.app[NODE_KEY].operator_poll(room, poll))
+    return _json(201, result)
+
+
+async def post_product(request: web.Request) -> web.Response:
+    body = await _body(request)
+    room = request.match_info["id"]
+    if "product" not in body:
+        raise _BadBody("product: required (an object, or null to unpin)")
+    product = None
+    if body["product"] is not None:
+        product = _as_request("product.pin", room, {"product": body["product"]}).product.to_wire()
+    await _guard(request.app[NODE_KEY].operator_product(room, product))
+    return _json(200, {"product": product})
+
+
+async def post_kick(request: web.Request) -> web.Response:
+    body = await _body(request)
+    room = request.match_info["id"]
+    target = _as_request("mod.kick", room, {"user": body.get("user")})
+    ban = body.get("ban", False)
+    if not isinstance(ban, bool):
+        raise _BadBody("ban: must be true or false")
+    await _guard(request.app[NODE_KEY].operator_kick(room, target.user, ban))
+    return web.Response(status=204)
+
+
+async def get_stats(request: web.Request) -> web.StreamResponse:
+    report = await _guard(request.app[NODE_KEY].room_stats(request.match_info["id"]))
+    if report is None:
+        return _problem(404, "not_found", "no such room, and no kept report")
+    if request.query.get("format") == "csv":
+        return web.Response(text=report_csv(report), content_type="text/csv", charset="utf-8")
+    return _json(200, report)
 
 
 def add_routes(app: web.Application) -> None:
@@ -153,5 +226,10 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/rooms/{id}", get_room)
     app.router.add_delete("/api/rooms/{id}", delete_room)
     app.router.add_post("/api/tokens", create_token)
+    app.router.add_post("/api/rooms/{id}/messages", post_message)
+    app.router.add_post("/api/rooms/{id}/polls", post_poll)
+    app.router.add_post("/api/rooms/{id}/product", post_product)
+    app.router.add_post("/api/rooms/{id}/kick", post_kick)
+    app.router.add_get("/api/rooms/{id}/stats", get_stats)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

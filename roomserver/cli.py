@@ -1,4 +1,9 @@
-"""``roomserver serve`` and ``roomserver token``."""
+"""``roomserver serve``, ``roomserver token`` and ``roomserver config check``.
+
+Exit codes: 0 on success, 2 when a setting or the command line is wrong (the
+message on stderr names the flag, variable or file key). Logging is set up
+before anything else runs, so no record is ever written unredacted.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +12,20 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from aiohttp import web
 
-from roomserver import config
+from roomserver import config, logs
 from roomserver.app import build_app
 from roomserver.auth import DEFAULT_TTL_S, mint_token
 from roomserver.config import ConfigError, Settings
 from roomserver.ids import Role
+from roomserver.netaddr import networks
 from roomserver.room import RoomInfo
 from signaling.server import NODE_KEY
 
@@ -39,20 +48,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.add_argument("--ttl", type=int, default=DEFAULT_TTL_S, help="seconds of validity")
     token.add_argument("--secret", default=None, help="[ROOMSERVER_SECRET]")
 
+    check = commands.add_parser("config", help="work with a configuration file")
+    check_commands = check.add_subparsers(dest="config_command", required=True)
+    check_file = check_commands.add_parser(
+        "check", help="validate a TOML file and print the effective settings (file + env)"
+    )
+    check_file.add_argument("file", type=Path, help="the TOML file")
+
     args = parser.parse_args(argv)
     try:
         if args.command == "token":
             return _token(args)
+        if args.command == "config":
+            return _config_check(args.file)
         settings = config.load(vars(args), demo=args.demo)
+        context = config.ssl_context(settings)
     except ConfigError as exc:
         print(f"roomserver: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.setup(settings.log_level, settings.log_format, [settings.secret])
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(settings))
+        asyncio.run(serve_forever(settings, context))
+    return 0
+
+
+def _config_check(path: Path) -> int:
+    """Validate ``path`` with the environment applied, as ``serve --config`` would read it."""
+    try:
+        values, sources = config.gather({"config": str(path)})
+        settings = config.finish(config.Settings(**values))
+        config.ssl_context(settings)
+    except ConfigError as exc:
+        print(f"roomserver: {exc}", file=sys.stderr)
+        return 2
+    print(f"# {path}: valid; effective settings (file < environment), secret masked")
+    print(config.render(settings, sources))
     return 0
 
 
@@ -73,11 +103,20 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-async def serve_forever(settings: Settings) -> None:
+async def serve_forever(settings: Settings, context: ssl.SSLContext | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, over TLS when ``context`` is given."""
     app = build_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
+    runner = web.AppRunner(
+        app,
+        access_log=logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None,
+        access_log_class=logs.access_logger_class(networks(settings.trusted_proxy)),
+        handle_signals=False,
+        shutdown_timeout=5.0,
+    )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    site = web.TCPSite(
+        runner, settings.host, settings.port, reuse_address=True, ssl_context=context
+    )
     await site.start()
     port = _bound_port(site, settings.port)
     settings = app[NODE_KEY].settings = _with_port(settings, port)
@@ -105,8 +144,6 @@ def _bound_port(site: web.TCPSite, fallback: int) -> int:
 
 
 def _with_port(settings: Settings, port: int) -> Settings:
-    from dataclasses import replace
-
     return replace(settings, port=port)
 
 

@@ -43,16 +43,19 @@ from roomserver.errors import (
 )
 from roomserver.events import STATE_EVENT, Envelope, to_all
 from roomserver.hub import Conn, Hub
-from roomserver.ids import ChatDraft, Identity, Role
+from roomserver.ids import SYSTEM_ROLE, ChatDraft, Identity, Role
 from roomserver.limits import KeyedBuckets, StrikeCounter, WordFilter
 from roomserver.metrics import Metrics
 from roomserver.room import RoomInfo, RoomState, authorize
+from roomserver.stats import build_report
 from roomserver.throttle import Throttle
+from roomserver.webhooks import WebhookSender
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
 
 HISTORY_ON_JOIN = 50
+LOGGED_STAGE_EVENTS = frozenset({"cohost.joined", "cohost.left", "stream.started", "stream.ended"})
 RESUME_LIMIT = 500
 PRESENCE_INTERVAL_S = 1.0
 LIKES_INTERVAL_S = 0.5
@@ -102,6 +105,9 @@ class Node:
         self.hub = Hub(self.metrics)
         self.media: MediaBackend | None = None
         self.draining = False
+        self.webhooks = WebhookSender(
+            settings.webhook, settings.secret, retry_s=settings.webhook_retry_s
+        )
         self.rooms: dict[str, RoomState] = {}
         self._chat_buckets = KeyedBuckets(settings.chat_rate, settings.chat_burst)
         self._request_buckets = KeyedBuckets(settings.request_rate, settings.request_burst)
@@ -157,6 +163,7 @@ class Node:
 
     async def start(self) -> None:
         await self.broker.start()
+        await self.webhooks.start()
         self._spawn(self._heartbeat())
 
     async def close(self) -> None:
@@ -167,6 +174,7 @@ class Node:
         self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
+        await self.webhooks.close()
         await self.broker.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -262,7 +270,7 @@ class Node:
             if new_host:
                 await self._change(state, lambda s: s.set_host(who.user))
             if first:
-                await self.broker.member_joined(req.room, who)
+                await self.broker.member_joined(req.room, who, self.clock.now_ms())
                 await self._member_changed(state, who, "member.joined")
         else:
             conn.joining[req.room] = []
@@ -327,7 +335,7 @@ class Node:
         if state is not None and not ended and state.release_connection(who.user):
             if self.media is not None:
                 await self.media.member_gone(room, who.user)
-            await self.broker.member_left(room, who.user)
+            await self.broker.member_left(room, who.user, self.clock.now_ms())
             if state.on_stage(who.user):
                 await self._change(state, lambda s: s.leave_stage(who.user))
             await self._member_changed(state, who, "member.left")
@@ -335,6 +343,8 @@ class Node:
             await self.broker.unsubscribe(room)
 
     async def _member_changed(self, state: RoomState, who: Identity, kind: str) -> None:
+        if self.settings.webhook_member_events:
+            self.webhooks.send(kind, state.id, self.clock.now_ms(), who.to_wire())
         if who.role.is_staff or state.member_count < self.settings.member_events_below:
             event = {"t": kind, "room": state.id, **who.to_wire()}
             await self.broker.publish(state.id, to_all(event))
@@ -346,6 +356,7 @@ class Node:
             local = current.member_count if current is not None else 0
             total = await self.broker.presence(room, local)
             self._presence_sent[room] = total
+            await self.broker.sample_presence(room, self.clock.now_ms(), total)
             event = {"t": "presence", "room": room, "members": total}
             await self.broker.publish(room, to_all(event))
 
@@ -378,6 +389,7 @@ class Node:
         seconds, now = self.settings.auto_mute_seconds, self.clock.now_ms()
         await self._change(state, lambda s: s.mute(None, who.user, seconds, now))
         log.info("auto-mute room=%s user=%s reason=%s", state.id, who.user, error.code)
+        await self._moderated(state.id, "auto_mute", who.user, "", reason=error.code)
         return Muted(state.mutes[who.user], "muted automatically for repeated violations")
 
     async def _chat_history(
@@ -409,6 +421,9 @@ class Node:
     async def _poll_create(
         self, conn: Conn, who: Identity, state: RoomState, req: m.PollCreate
     ) -> dict[str, Any]:
+        return await self._open_poll(state, req)
+
+    async def _open_poll(self, state: RoomState, req: m.PollCreate) -> dict[str, Any]:
         poll_id = "p" + secrets.token_hex(4)
         poll = await self.broker.create_poll(
             state.id, poll_id, req.question, req.options, self.clock.now_ms(), req.duration_s
@@ -439,9 +454,9 @@ class Node:
                 return {}
             raise
         if closed_now:
-            await self.broker.publish(
-                room, to_all({"t": "poll.closed", "room": room, "poll": poll})
-            )
+            self.webhooks.send("poll.closed", room, self.clock.now_ms(), {"poll": poll})
+            closed = {"t": "poll.closed", "room": room, "poll": poll}
+            await self.broker.publish(room, to_all(closed))
         return poll
 
     async def _poll_vote(
@@ -540,6 +555,7 @@ class Node:
         await self._resolve(state, req.user)
         now = self.clock.now_ms()
         await self._change(state, lambda s: s.mute(who, req.user, req.seconds, now))
+        await self._moderated(state.id, "mute", req.user, who.user)
         return {}
 
     async def _mod_kick(
@@ -547,6 +563,7 @@ class Node:
     ) -> dict[str, Any]:
         await self._resolve(state, req.user)
         await self._change(state, lambda s: s.kick(who, req.user))
+        await self._moderated(state.id, "kick", req.user, who.user)
         return {}
 
     async def _mod_ban(
@@ -554,6 +571,7 @@ class Node:
     ) -> dict[str, Any]:
         await self._resolve(state, req.user)
         await self._change(state, lambda s: s.ban(who, req.user))
+        await self._moderated(state.id, "ban", req.user, who.user)
         return {}
 
     async def _mod_delete(
@@ -563,6 +581,7 @@ class Node:
             raise NotFound(f"message {req.seq} is not in the room's history")
         event = {"t": "chat.deleted", "room": state.id, "seq": req.seq}
         await self.broker.publish(state.id, to_all(event))
+        await self._moderated(state.id, "delete", "", who.user)
         return {}
 
     # -- room end ---------------------------------------------------------------------
@@ -574,9 +593,17 @@ class Node:
         return {}
 
     async def end_room(self, room: str) -> bool:
-        """End ``room`` everywhere: ``room.ended`` then ``kicked`` to all, then forget it."""
-        if await self.broker.get_room(room) is None:
+        """End ``room`` everywhere: ``room.ended`` then ``kicked`` to all, then forget it.
+
+        Its analytics report is kept for ``stats_retention_s`` after the end.
+        """
+        info = await self.broker.get_room(room)
+        if info is None:
             return False
+        now = self.clock.now_ms()
+        report = await self._report(info, ended_at=now)
+        await self.broker.keep_report(room, report, self.settings.stats_retention_s)
+        self.webhooks.send("room.ended", room, now, {"stats": report})
         await self.broker.publish(room, to_all({"t": "room.ended", "room": room}))
         kicked = {"t": "kicked", "room": room, "reason": "room_ended"}
         await self.broker.publish(room, to_all(kicked))
@@ -645,7 +672,66 @@ class Node:
     # -- HTTP API entry points ----------------------------------------------------------
 
     async def create_room(self, info: RoomInfo) -> bool:
-        return await self.broker.create_room(info)
+        created = await self.broker.create_room(info)
+        if created:
+            data = {"title": info.title, "welcome": info.welcome}
+            self.webhooks.send("room.started", info.id, self.clock.now_ms(), data)
+        return created
+
+    async def _report(self, info: RoomInfo, ended_at: int | None = None) -> dict[str, Any]:
+        now = self.clock.now_ms()
+        if ended_at is not None:
+            state = self.rooms.get(info.id)
+            total = await self.broker.presence(info.id, state.member_count if state else 0)
+            await self.broker.sample_presence(info.id, now, total)
+        return build_report(
+            info.id,
+            info.title,
+            info.created_at,
+            await self.broker.counters(info.id),
+            await self.broker.room_log(info.id),
+            await self.broker.all_polls(info.id),
+            now,
+            ended_at,
+        )
+
+    async def room_stats(self, room: str) -> dict[str, Any] | None:
+        """The live report of a room, or the kept one of a room that ended."""
+        info = await self.broker.get_room(room)
+        if info is not None:
+            return await self._report(info)
+        return await self.broker.kept_report(room)
+
+    async def post_system_message(
+        self, room: str, text: str, cid: str, name: str, pin: bool
+    ) -> dict[str, Any]:
+        """An operator's announcement in the chat: same seq and history as any message."""
+        state = await self._room(room)
+        draft = ChatDraft("system", name, SYSTEM_ROLE, text, cid)
+        message, new = await self.broker.append_chat(room, draft, self.clock.now_ms())
+        if new:
+            self.metrics.messages_accepted.inc()
+        if pin:
+            event = message.to_event()
+            await self._change(state, lambda s: s.announce(event))
+        return {"seq": message.seq, "ts": message.ts}
+
+    async def operator_poll(self, room: str, req: m.PollCreate) -> dict[str, Any]:
+        state = await self._room(room)
+        return await self._open_poll(state, req)
+
+    async def operator_product(self, room: str, product: dict[str, Any] | None) -> None:
+        state = await self._room(room)
+        await self._change(state, lambda s: s.pin(product))
+
+    async def operator_kick(self, room: str, user: str, ban: bool) -> None:
+        state = await self._room(room)
+        await self._resolve(state, user)
+        if ban:
+            await self._change(state, lambda s: s.ban(None, user))
+        else:
+            await self._change(state, lambda s: s.kick(None, user))
+        await self._moderated(room, "ban" if ban else "kick", user, "operator")
 
     async def room_status(self, room: str) -> dict[str, Any] | None:
         info = await self.broker.get_room(room)
@@ -665,8 +751,30 @@ class Node:
     # -- events -----------------------------------------------------------------------
 
     async def _change(self, state: RoomState, change: ControlChange) -> None:
-        """Apply a control-state transition through the broker, which publishes its events."""
-        await self.broker.update_control(state, change)
+        """Apply a control-state transition through the broker, which publishes its events.
+
+        This node caused the change, so it is the one that tells the webhooks and
+        the analytics log about stage events.
+        """
+        envelopes = await self.broker.update_control(state, change)
+        for envelope in envelopes:
+            if envelope.type in LOGGED_STAGE_EVENTS:
+                user = envelope.event["user"]
+                await self._log_event(state.id, envelope.type, {"user": user})
+
+    async def _log_event(self, room: str, kind: str, data: dict[str, Any]) -> None:
+        """Send a webhook and append to the room's analytics log."""
+        now = self.clock.now_ms()
+        self.webhooks.send(kind, room, now, data)
+        await self.broker.record(room, {"t": kind, "ts": now, **data})
+
+    async def _moderated(
+        self, room: str, action: str, user: str, by: str, reason: str = ""
+    ) -> None:
+        data = {"action": action, "user": user, "by": by}
+        if reason:
+            data["reason"] = reason
+        await self._log_event(room, "moderation", data)
 
     async def _resolve(self, state: RoomState, user: str) -> None:
         """Learn who ``user`` is when the user joined on another node."""

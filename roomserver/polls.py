@@ -164,6 +164,10 @@ class PollBook:
         ]
         return min(deadlines, default=None)
 
+    def all(self) -> list[Poll]:
+        """Every poll held, open or closed, in creation order."""
+        return list(self._polls.values())
+
     def visible(self, now_ms: int) -> list[Poll]:
         """Polls a joining member sees: open ones and those closed less than
         :data:`POLL_RECENT_MS` ago, in creation order."""

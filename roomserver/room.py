@@ -82,6 +82,7 @@ class RoomState:
     hands: dict[str, str] = field(default_factory=dict)
     publishers: list[str] = field(default_factory=list)
     pinned: dict[str, Any] | None = None
+    announcement: dict[str, Any] | None = None
     mutes: dict[str, int] = field(default_factory=dict)
     bans: set[str] = field(default_factory=set)
     known: dict[str, Identity] = field(default_factory=dict)
@@ -166,6 +167,12 @@ class RoomState:
             raise Forbidden("you may only moderate users of a lower role")
         return target
 
+    def _target_or_known(self, actor: Identity | None, user: str) -> None:
+        if actor is not None:
+            self._target(actor, user)
+        elif user not in self.known:
+            raise NotFound(f"user {user!r} has not joined this room")
+
     def mute(self, actor: Identity | None, user: str, seconds: int, now_ms: int) -> list[Envelope]:
         """Mute ``user``; ``actor`` None is the automatic moderator."""
         if actor is not None:
@@ -174,12 +181,13 @@ class RoomState:
         self.mutes[user] = until
         return [to_users({"t": "muted", "room": self.id, "until": until}, user)]
 
-    def kick(self, actor: Identity, user: str) -> list[Envelope]:
-        self._target(actor, user)
+    def kick(self, actor: Identity | None, user: str) -> list[Envelope]:
+        """Remove ``user``'s connections; ``actor`` None is the operator (HTTP API)."""
+        self._target_or_known(actor, user)
         return [to_users({"t": "kicked", "room": self.id, "reason": "kick"}, user)]
 
-    def ban(self, actor: Identity, user: str) -> list[Envelope]:
-        self._target(actor, user)
+    def ban(self, actor: Identity | None, user: str) -> list[Envelope]:
+        self._target_or_known(actor, user)
         self.bans.add(user)
         return [to_users({"t": "kicked", "room": self.id, "reason": "ban"}, user)]
 
@@ -269,6 +277,11 @@ class RoomState:
     def _tracks(self) -> Envelope:
         return to_all({"t": "tracks", "room": self.id, "publishers": list(self.publishers)})
 
+    def announce(self, message: dict[str, Any] | None) -> list[Envelope]:
+        """Pin an operator's chat message above the chat (None unpins it)."""
+        self.announcement = message
+        return [to_all({"t": "announcement", "room": self.id, "message": message})]
+
     def pin(self, product: dict[str, Any] | None) -> list[Envelope]:
         self.pinned = product
         return [to_all({"t": "product.pinned", "room": self.id, "product": product})]
@@ -285,6 +298,7 @@ class RoomState:
             "hands": dict(self.hands),
             "publishers": list(self.publishers),
             "pinned": self.pinned,
+            "announcement": self.announcement,
             "mutes": dict(self.mutes),
             "bans": sorted(self.bans),
         }
@@ -298,6 +312,7 @@ class RoomState:
         self.hands = dict(data["hands"])
         self.publishers = list(data["publishers"])
         self.pinned = data["pinned"]
+        self.announcement = data.get("announcement")
         self.mutes = dict(data["mutes"])
         self.bans = set(data["bans"])
 
@@ -316,4 +331,5 @@ class RoomState:
             "members": members,
             "likes": likes,
             "welcome": self.info.welcome,
+            "announcement": self.announcement,
         }

@@ -8,8 +8,11 @@ they were accepted.
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from roomserver.broker.base import ControlChange, EventSink, PollView, Tally
 from roomserver.chat import ChatLog
@@ -19,6 +22,9 @@ from roomserver.ids import ChatDraft, ChatMessage, Identity
 from roomserver.polls import PollBook
 from roomserver.reads import ReadMarks
 from roomserver.room import RoomInfo, RoomState
+from roomserver.stats import RoomCounters, minute_of
+
+ROOM_LOG_LIMIT = 10_000
 
 
 @dataclass(slots=True)
@@ -28,7 +34,10 @@ class _SharedRoom:
     polls: PollBook = field(default_factory=PollBook)
     reads: ReadMarks = field(default_factory=ReadMarks)
     members: dict[str, Identity] = field(default_factory=dict)
+    present: set[str] = field(default_factory=set)
     likes: int = 0
+    counters: RoomCounters = field(default_factory=RoomCounters)
+    log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ROOM_LOG_LIMIT))
 
 
 class MemoryBroker:
@@ -40,6 +49,7 @@ class MemoryBroker:
         self._rooms: dict[str, _SharedRoom] = {}
         self._subscribed: set[str] = set()
         self._sink: EventSink | None = None
+        self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def start(self) -> None:
         return None
@@ -89,8 +99,13 @@ class MemoryBroker:
     # chat
 
     async def append_chat(self, room: str, draft: ChatDraft, ts: int) -> tuple[ChatMessage, bool]:
-        message, new = self._room(room).chat.append(draft, ts)
+        shared = self._room(room)
+        message, new = shared.chat.append(draft, ts)
         if new:
+            counters = shared.counters
+            counters.chat_total += 1
+            minute = minute_of(ts)
+            counters.chat_per_minute[minute] = counters.chat_per_minute.get(minute, 0) + 1
             self._deliver(room, Envelope(message.to_event()))
         return message, new
 
@@ -165,11 +180,17 @@ class MemoryBroker:
 
     # members: one node holds them all, so what it knows locally is everything
 
-    async def member_joined(self, room: str, who: Identity) -> None:
-        self._room(room).members[who.user] = who
+    async def member_joined(self, room: str, who: Identity, ts: int) -> None:
+        shared = self._room(room)
+        shared.members[who.user] = who
+        shared.present.add(who.user)
+        shared.counters.presence.sample(ts, len(shared.present))
 
-    async def member_left(self, room: str, user: str) -> None:
-        return None
+    async def member_left(self, room: str, user: str, ts: int) -> None:
+        shared = self._rooms.get(room)
+        if shared is not None:
+            shared.present.discard(user)
+            shared.counters.presence.sample(ts, len(shared.present))
 
     async def find_member(self, room: str, user: str) -> Identity | None:
         return self._room(room).members.get(user)
@@ -179,6 +200,38 @@ class MemoryBroker:
 
     async def claim(self, room: str, what: str, interval_s: float) -> float:
         return 0.0
+
+    # analytics
+
+    async def sample_presence(self, room: str, ts: int, members: int) -> None:
+        self._room(room).counters.presence.sample(ts, members)
+
+    async def record(self, room: str, entry: dict[str, Any]) -> None:
+        self._room(room).log.append(entry)
+
+    async def counters(self, room: str) -> RoomCounters:
+        shared = self._room(room)
+        counters = shared.counters
+        counters.likes = shared.likes
+        counters.unique_members = len(shared.members)
+        return counters
+
+    async def room_log(self, room: str) -> list[dict[str, Any]]:
+        return list(self._room(room).log)
+
+    async def all_polls(self, room: str) -> list[PollView]:
+        return [poll.to_wire() for poll in self._room(room).polls.all()]
+
+    async def keep_report(self, room: str, report: dict[str, Any], ttl_s: int) -> None:
+        now = time.monotonic()
+        self._reports = {k: v for k, v in self._reports.items() if v[0] > now}
+        self._reports[room] = (now + ttl_s, report)
+
+    async def kept_report(self, room: str) -> dict[str, Any] | None:
+        kept = self._reports.get(room)
+        if kept is None or kept[0] <= time.monotonic():
+            return None
+        return kept[1]
 
     # counters
 

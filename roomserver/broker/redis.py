@@ -19,6 +19,10 @@ so one room's keys stay together under Redis Cluster):
 ``P:{R}:poll:<id>``                hash: question, options, counts, open, times
 ``P:{R}:poll:<id>:voters``         hash user -> option (one vote per user)
 ``P:{R}:claim:<what>``             coalescing claim, PX interval
+``P:{R}:stats``                    hash: chat count, presence fold (peak, area)
+``P:{R}:chatmin``                  hash minute -> chat messages
+``P:{R}:log``                      list of analytics events, last 10,000
+``P:report:{R}``                   a finished room's report, kept for retention
 ``P:{R}:ch``                       pub/sub channel of the room
 =================================  ============================================
 
@@ -77,6 +81,7 @@ from roomserver.events import STATE_EVENT, Envelope
 from roomserver.ids import ChatDraft, ChatMessage, Identity, Role, UserId
 from roomserver.polls import POLL_RECENT_MS
 from roomserver.room import RoomInfo, RoomState
+from roomserver.stats import PresenceFold, RoomCounters, minute_of
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +97,63 @@ if prev then return {0, prev} end
 local seq = redis.call('INCR', KEYS[1])
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[2], seq .. '-0', 'm', ARGV[1])
 redis.call('SET', KEYS[3], seq .. ':' .. ARGV[4], 'EX', ARGV[3])
+redis.call('HINCRBY', KEYS[5], 'chat', 1)
+redis.call('HINCRBY', KEYS[6], ARGV[5], 1)
 redis.call('PUBLISH', KEYS[4], 'C' .. seq .. ' ' .. ARGV[1])
 return {1, seq}
+"""
+
+# Joins (ARGV[1] = 1) or leaves (0) a member on this node, then folds the room's
+# new total into the presence analytics. KEYS: this node's users hash, nodes
+# set, known hash, stats hash; every key shares the room's hash tag.
+_MEMBER = """
+if ARGV[1] == '1' then
+  redis.call('HSET', KEYS[1], ARGV[2], 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('SADD', KEYS[2], ARGV[6])
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+else
+  redis.call('HDEL', KEYS[1], ARGV[2])
+end
+local total = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  total = total + redis.call('HLEN', ARGV[7] .. node)
+end
+local ts = tonumber(ARGV[4])
+if redis.call('HEXISTS', KEYS[4], 'first_ts') == 0 then
+  redis.call('HSET', KEYS[4], 'first_ts', ts, 'last_ts', ts)
+else
+  local last = tonumber(redis.call('HGET', KEYS[4], 'last_ts'))
+  if ts > last then
+    local last_n = tonumber(redis.call('HGET', KEYS[4], 'last_n') or '0')
+    redis.call('HINCRBYFLOAT', KEYS[4], 'area', last_n * (ts - last))
+    redis.call('HSET', KEYS[4], 'last_ts', ts)
+  end
+end
+redis.call('HSET', KEYS[4], 'last_n', total)
+local peak = tonumber(redis.call('HGET', KEYS[4], 'peak') or '0')
+if total > peak then redis.call('HSET', KEYS[4], 'peak', total) end
+return total
+"""
+
+# Mirrors roomserver.stats.PresenceFold.sample.
+_SAMPLE_PRESENCE = """
+local ts = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+if redis.call('HEXISTS', KEYS[1], 'first_ts') == 0 then
+  redis.call('HSET', KEYS[1], 'first_ts', ts, 'last_ts', ts)
+else
+  local last = tonumber(redis.call('HGET', KEYS[1], 'last_ts'))
+  if ts > last then
+    local last_n = tonumber(redis.call('HGET', KEYS[1], 'last_n') or '0')
+    redis.call('HINCRBYFLOAT', KEYS[1], 'area', last_n * (ts - last))
+    redis.call('HSET', KEYS[1], 'last_ts', ts)
+  end
+end
+redis.call('HSET', KEYS[1], 'last_n', n)
+local peak = tonumber(redis.call('HGET', KEYS[1], 'peak') or '0')
+if n > peak then redis.call('HSET', KEYS[1], 'peak', n) end
+return 1
 """
 
 _CREATE_ROOM = """
@@ -178,6 +238,8 @@ class RedisBroker:
         self._vote = self._redis.register_script(_VOTE)
         self._close_poll = self._redis.register_script(_CLOSE_POLL)
         self._create_poll = self._redis.register_script(_CREATE_POLL)
+        self._sample = self._redis.register_script(_SAMPLE_PRESENCE)
+        self._member = self._redis.register_script(_MEMBER)
         self._sink: EventSink | None = None
         self._rooms: set[str] = set()
         self._last_seq: dict[str, int] = {}
@@ -390,12 +452,18 @@ class RedisBroker:
     async def append_chat(self, room: str, draft: ChatDraft, ts: int) -> tuple[ChatMessage, bool]:
         payload = _pack([ts, draft.user, draft.name, draft.role, draft.text, draft.cid])
         cid_key = self._k(room, "cid", f"{len(draft.user)}:{draft.user}:{draft.cid}")
-        keys = [self._k(room, "seq"), self._k(room, "chat"), cid_key, self._channel(room)]
+        keys = [
+            self._k(room, "seq"),
+            self._k(room, "chat"),
+            cid_key,
+            self._channel(room),
+            self._k(room, "stats"),
+            self._k(room, "chatmin"),
+        ]
         if not await self._call(self._redis.exists(self._k(room, "info"))):
             raise NotFound(f"room {room!r} does not exist")
-        new, value = await self._call(
-            self._append(keys=keys, args=[payload, self._history_size, CID_TTL_S, ts])
-        )
+        args: list[Any] = [payload, self._history_size, CID_TTL_S, ts, minute_of(ts)]
+        new, value = await self._call(self._append(keys=keys, args=args))
         if new:
             seq = int(value)
             return ChatMessage(
@@ -645,17 +713,23 @@ class RedisBroker:
     def _users_key(self, room: str, node: str) -> str:
         return self._k(room, "users", node)
 
-    async def member_joined(self, room: str, who: Identity) -> None:
-        pipe = self._redis.pipeline(transaction=False)
-        users = self._users_key(room, self.node_id)
-        pipe.hset(users, who.user, 1)
-        pipe.expire(users, MEMBERS_TTL_S)
-        pipe.sadd(self._k(room, "nodes"), self.node_id)
-        pipe.hset(self._k(room, "known"), who.user, _pack([who.name, who.role.value]))
-        await self._call(pipe.execute())
+    async def member_joined(self, room: str, who: Identity, ts: int) -> None:
+        known = _pack([who.name, who.role.value])
+        await self._member_change(room, "1", who.user, known, ts)
 
-    async def member_left(self, room: str, user: str) -> None:
-        await self._call(self._redis.hdel(self._users_key(room, self.node_id), user))
+    async def member_left(self, room: str, user: str, ts: int) -> None:
+        await self._member_change(room, "0", user, b"", ts)
+
+    async def _member_change(self, room: str, join: str, user: str, known: bytes, ts: int) -> None:
+        keys = [
+            self._users_key(room, self.node_id),
+            self._k(room, "nodes"),
+            self._k(room, "known"),
+            self._k(room, "stats"),
+        ]
+        prefix = self._k(room, "users", "")
+        args: list[Any] = [join, user, known, ts, MEMBERS_TTL_S, self.node_id, prefix]
+        await self._call(self._member(keys=keys, args=args))
 
     async def find_member(self, room: str, user: str) -> Identity | None:
         raw = await self._call(self._redis.hget(self._k(room, "known"), user))
@@ -709,6 +783,62 @@ class RedisBroker:
             return 0.0
         remaining = await self._call(self._redis.pttl(key))
         return max(0.001, remaining / 1000) if remaining > 0 else 0.001
+
+    # -- analytics --------------------------------------------------------------------
+
+    async def sample_presence(self, room: str, ts: int, members: int) -> None:
+        await self._call(self._sample(keys=[self._k(room, "stats")], args=[ts, members]))
+
+    async def record(self, room: str, entry: dict[str, Any]) -> None:
+        key = self._k(room, "log")
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(key, _pack(entry))
+        pipe.ltrim(key, -ROOM_LOG_LIMIT, -1)
+        await self._call(pipe.execute())
+
+    async def counters(self, room: str) -> RoomCounters:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(self._k(room, "stats"))
+        pipe.hgetall(self._k(room, "chatmin"))
+        pipe.get(self._k(room, "likes"))
+        pipe.hlen(self._k(room, "known"))
+        stats, per_minute, likes, unique = await self._call(pipe.execute())
+        fields = {k.decode(): v.decode() for k, v in stats.items()}
+        return RoomCounters(
+            chat_total=int(fields.get("chat", 0)),
+            chat_per_minute={int(k): int(v) for k, v in per_minute.items()},
+            likes=int(likes or 0),
+            unique_members=int(unique),
+            presence=PresenceFold.from_wire(fields),
+        )
+
+    async def room_log(self, room: str) -> list[dict[str, Any]]:
+        entries = await self._call(self._redis.lrange(self._k(room, "log"), 0, -1))
+        return [_unpack(e) for e in entries]
+
+    async def all_polls(self, room: str) -> list[PollView]:
+        ids = [
+            i.decode() for i in await self._call(self._redis.zrange(self._k(room, "polls"), 0, -1))
+        ]
+        views = []
+        for poll_id in ids:
+            found = await self._poll_view(room, poll_id, None)
+            if found is not None:
+                views.append(found[0])
+        return views
+
+    def _report_key(self, room: str) -> str:
+        return ":".join((self._prefix, "report", room))
+
+    async def keep_report(self, room: str, report: dict[str, Any], ttl_s: int) -> None:
+        await self._call(self._redis.set(self._report_key(room), _pack(report), ex=ttl_s))
+
+    async def kept_report(self, room: str) -> dict[str, Any] | None:
+        raw = await self._call(self._redis.get(self._report_key(room)))
+        return None if raw is None else dict(_unpack(raw))
+
+
+ROOM_LOG_LIMIT = 10_000
 
 
 def _wrap(envelope: Envelope) -> bytes:

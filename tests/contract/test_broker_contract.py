@@ -213,12 +213,15 @@ async def test_control_changes_are_published_and_kept(broker: tuple[Broker, Reco
 async def test_members_and_presence(broker: tuple[Broker, Recorder]) -> None:
     b, _ = broker
     ann = Identity(UserId("ann"), "Ann", Role.MODERATOR)
-    await b.member_joined("r", ann)
+    await b.member_joined("r", ann, 1_000)
     assert await b.find_member("r", "ann") == ann
     assert await b.find_member("r", "nobody") is None
     assert await b.presence("r", 1) == 1
-    await b.member_left("r", "ann")
+    await b.member_left("r", "ann", 3_000)
     assert await b.presence("r", 0) == 0
+    fold = (await b.counters("r")).presence
+    assert fold.peak == 1 and fold.last_n == 0
+    assert fold.average(3_000) == 1 * 2_000 / 2_000 and fold.average(5_000) == 0.5
 
 
 async def test_publish_reaches_the_sink_with_audience(broker: tuple[Broker, Recorder]) -> None:

@@ -260,3 +260,46 @@ async def _redis_command(port: int, command: bytes) -> None:
     await writer.drain()
     await reader.readline()
     writer.close()
+
+
+async def test_stats_are_correct_across_nodes(redis_server: RedisServer) -> None:
+    async with nodes(2, *redis_args(redis_server)) as (a, b):
+        await create_room(a, "stats")
+        host, _ = await join(a, "stats", "h", "host")
+        fans = [(await join(node, "stats", f"f{i}"))[0] for i, node in enumerate((a, b, b))]
+        for i, fan in enumerate(fans):
+            await fan.request("chat.send", room="stats", text="hi", cid=str(i))
+            await fan.request("like", room="stats", n=5)
+        poll = (await host.request("poll.create", room="stats", question="?", options=["x", "y"]))[
+            "poll"
+        ]
+        for i, fan in enumerate(fans):
+            await fan.request("poll.vote", room="stats", poll=poll["id"], option=i % 2)
+        await host.request("cohost.invite", room="stats", user="f1")
+        await fans[1].request("cohost.accept", room="stats")
+        await host.request("cohost.end", room="stats", user="f1")
+        await host.request("mod.kick", room="stats", user="f2")
+        await host.event("presence", where=lambda e: e["members"] == 3, timeout=8)
+        reports = []
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        async with aiohttp.ClientSession() as http:
+            for node in (a, b):
+                async with http.get(node.url + "/api/rooms/stats/stats", headers=headers) as r:
+                    assert r.status == 200
+                    reports.append(await r.json())
+        for report in reports:
+            assert report["chat"]["total"] == 3
+            assert report["likes"] == 15
+            assert report["members"]["unique"] == 4
+            assert report["members"]["peak_concurrent"] == 4
+            assert report["polls"][0]["total"] == 3
+            assert [(s["user"], s["left_at"] is not None) for s in report["cohost_sessions"]] == [
+                ("f1", True)
+            ]
+            assert [m["action"] for m in report["moderation"]] == ["kick"]
+        assert (
+            reports[0]["chat"] == reports[1]["chat"]
+            and reports[0]["members"]["unique"] == reports[1]["members"]["unique"]
+        )
+        for client in [host, *fans]:
+            await client.close()

@@ -468,4 +468,5 @@ def test_snapshot_shape() -> None:
         "members": 7,
         "likes": 3,
         "welcome": "Hi",
+        "announcement": None,
     }
