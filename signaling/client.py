@@ -84,7 +84,11 @@ class RoomClient:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         body = self.codec.encode({"t": t, "id": request_id, **fields})
-        await self.ws.send(body if self.codec.binary else body.decode())
+        try:
+            await self.ws.send(body if self.codec.binary else body.decode())
+        except websockets.ConnectionClosed as exc:
+            self._waiting.pop(request_id, None)
+            raise ConnectionError(f"connection closed: {exc}") from None
         return await asyncio.wait_for(future, timeout)
 
     async def request(self, t: str, timeout: float = 10.0, **fields: Any) -> dict[str, Any]:

@@ -303,3 +303,68 @@ async def test_stats_are_correct_across_nodes(redis_server: RedisServer) -> None
         )
         for client in [host, *fans]:
             await client.close()
+
+
+async def test_killed_node_during_votes_and_likes_counts_each_acknowledged_once(
+    redis_server: RedisServer,
+) -> None:
+    args = redis_args(redis_server)
+    async with nodes(1, *args) as (survivor,):
+        doomed = await start_node("doomed-votes", *args)
+        try:
+            await create_room(survivor, "votes-crash")
+            host, _ = await join(survivor, "votes-crash", "h", "host")
+            poll = (
+                await host.request(
+                    "poll.create", room="votes-crash", question="?", options=["a", "b"]
+                )
+            )["poll"]
+            voters = [(await join(doomed, "votes-crash", f"v{i}"))[0] for i in range(60)]
+            acked_votes: list[int] = []
+            acked_likes: list[int] = []
+
+            async def vote(index: int, client: RoomClient) -> None:
+                await asyncio.sleep(index * 0.01)
+                try:
+                    await client.request(
+                        "poll.vote",
+                        room="votes-crash",
+                        poll=poll["id"],
+                        option=index % 2,
+                        timeout=2,
+                    )
+                    acked_votes.append(index)
+                    for _ in range(20):
+                        await client.request("like", room="votes-crash", n=3, timeout=2)
+                        acked_likes.append(3)
+                except (RequestFailed, ConnectionError, TimeoutError, OSError):
+                    return
+
+            tasks = [asyncio.create_task(vote(i, c)) for i, c in enumerate(voters)]
+            await asyncio.sleep(0.35)
+            doomed.kill()
+            await asyncio.gather(*tasks)
+            assert 0 < len(acked_votes) < 60  # the kill landed mid-storm
+            final = await host.request("poll.close", room="votes-crash", poll=poll["id"])
+            # Every acknowledged vote is counted, exactly once; a vote whose answer was
+            # lost with the node may also be counted, but never twice.
+            assert len(acked_votes) <= final["poll"]["total"] <= 60
+            headers = {"Authorization": f"Bearer {SECRET}"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.get(survivor.url + "/api/rooms/votes-crash", headers=headers) as r,
+            ):
+                likes = (await r.json())["likes"]
+            assert sum(acked_likes) <= likes <= sum(acked_likes) + 3 * len(voters)
+            # Nobody can vote twice after the crash: each voter's retry on the survivor fails.
+            for index in acked_votes[:10]:
+                again, _ = await join(survivor, "votes-crash", f"v{index}")
+                reply = await again.call("poll.vote", room="votes-crash", poll=poll["id"], option=0)
+                assert reply["code"] == "poll_closed"
+                await again.close()
+            await host.close()
+            for client in voters:
+                await client.close()
+        finally:
+            doomed.kill()
+            await doomed.process.wait()
