@@ -11,17 +11,33 @@ from tests.redis_server import RedisServer
 _prefixes = itertools.count(1)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-sharded"])
 async def server(request: pytest.FixtureRequest) -> AsyncIterator[Server]:
-    """A node on the memory broker, and the same tests again on a real Redis."""
+    """A node on the memory broker, then the same tests on one Redis and on three shards."""
     if request.param == "memory":
         async with running_server() as srv:
             yield srv
         return
-    redis = request.getfixturevalue("redis_server")
-    settings = make_settings(redis=redis.url, redis_prefix=f"it{next(_prefixes)}")
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server").url
+    else:
+        url = ",".join(s.url for s in request.getfixturevalue("redis_shards"))
+    settings = make_settings(redis=url, redis_prefix=f"it{next(_prefixes)}")
     async with running_server(settings) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def redis_shards() -> Iterator[list[RedisServer]]:
+    """Three redis-servers for the sharded broker."""
+    shards = [RedisServer() for _ in range(3)]
+    try:
+        for shard in shards:
+            shard.start()
+        yield shards
+    finally:
+        for shard in shards:
+            shard.cleanup()
 
 
 @pytest.fixture(scope="session")

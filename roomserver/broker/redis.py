@@ -40,6 +40,12 @@ Atomic steps (each one Lua script or ``WATCH``/``MULTI`` transaction):
 * control state: ``WATCH`` the state key, apply the pure transition, write it
   and publish its events in one ``MULTI``; retried on conflict.
 
+Sharding: given several Redis URLs (comma-separated), each room lives wholly
+on one of them, chosen by a jump consistent hash of the room id
+(:func:`shard_index`). Every guarantee above holds per room because all of a
+room's keys and its channel are on its shard; a node keeps one subscription
+connection per shard.
+
 Delivery to a node is one subscription per room per node, decoded once per
 event. The reader tracks the last chat seq delivered per room: a chat message
 that skips seqs (missed while Redis was away) triggers a read of the missing
@@ -53,10 +59,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -201,6 +209,46 @@ return 1
 """
 
 
+def shard_index(room: str, shards: int) -> int:
+    """The shard of ``room``: a jump consistent hash of the room id.
+
+    Stable across nodes and restarts; growing from n to n+1 shards moves only
+    about 1/(n+1) of the rooms (Lamping and Veach, "A Fast, Minimal Memory,
+    Consistent Hash Algorithm").
+    """
+    key = int.from_bytes(hashlib.blake2b(room.encode(), digest_size=8).digest(), "big")
+    bucket, jump = -1, 0
+    while jump < shards:
+        bucket = jump
+        key = (key * 2862933555777941757 + 1) & 0xFFFFFFFFFFFFFFFF
+        jump = int((bucket + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return bucket
+
+
+def _connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        socket_connect_timeout=1.0,
+        socket_timeout=3.0,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=5,
+    )
+
+
+@dataclass(eq=False)
+class _Shard:
+    """One Redis of the deployment and this node's subscription to it."""
+
+    index: int
+    url: str
+    client: aioredis.Redis
+    pubsub: PubSub | None = None
+    reader: asyncio.Task[None] | None = None
+    connected: bool = False
+    ever_connected: bool = False
+
+
 def _pack(value: Any) -> bytes:
     data: bytes = msgpack.packb(value, use_bin_type=True)
     return data
@@ -215,39 +263,44 @@ class RedisBroker:
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         node_id: str,
         *,
         prefix: str = "rs",
         history_size: int = 1000,
     ) -> None:
         self.node_id = node_id
-        self._url = url
         self._prefix = prefix
         self._history_size = history_size
-        self._redis = aioredis.Redis.from_url(
-            url,
-            decode_responses=False,
-            socket_connect_timeout=1.0,
-            socket_timeout=3.0,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=5,
-        )
-        self._append = self._redis.register_script(_APPEND)
-        self._create_room = self._redis.register_script(_CREATE_ROOM)
-        self._vote = self._redis.register_script(_VOTE)
-        self._close_poll = self._redis.register_script(_CLOSE_POLL)
-        self._create_poll = self._redis.register_script(_CREATE_POLL)
-        self._sample = self._redis.register_script(_SAMPLE_PRESENCE)
-        self._member = self._redis.register_script(_MEMBER)
+        if isinstance(urls, str):
+            urls = [u.strip() for u in urls.split(",") if u.strip()]
+        if not urls:
+            raise ValueError("at least one Redis URL is needed")
+        self._shards = [_Shard(index, url, _connect(url)) for index, url in enumerate(urls)]
+        first = self._shards[0].client
+        self._append = first.register_script(_APPEND)
+        self._create_room = first.register_script(_CREATE_ROOM)
+        self._vote = first.register_script(_VOTE)
+        self._close_poll = first.register_script(_CLOSE_POLL)
+        self._create_poll = first.register_script(_CREATE_POLL)
+        self._sample = first.register_script(_SAMPLE_PRESENCE)
+        self._member = first.register_script(_MEMBER)
         self._sink: EventSink | None = None
         self._rooms: set[str] = set()
         self._last_seq: dict[str, int] = {}
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
         self._closed = False
-        self.connected = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether every shard's subscription connection is up."""
+        return all(shard.connected for shard in self._shards)
+
+    def _shard(self, room: str) -> _Shard:
+        return self._shards[shard_index(room, len(self._shards))]
+
+    def _db(self, room: str) -> aioredis.Redis:
+        """The Redis that holds ``room``: every key of a room lives on one shard."""
+        return self._shard(room).client
 
     # -- keys -------------------------------------------------------------------------
 
@@ -260,19 +313,22 @@ class RedisBroker:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._reader = asyncio.get_running_loop().create_task(self._read_forever())
+        loop = asyncio.get_running_loop()
+        for shard in self._shards:
+            shard.reader = loop.create_task(self._read_forever(shard))
 
     async def close(self) -> None:
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if self._pubsub is not None:
+        for shard in self._shards:
+            if shard.reader is not None:
+                shard.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shard.reader
+            if shard.pubsub is not None:
+                with contextlib.suppress(RedisError, OSError):
+                    await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        with contextlib.suppress(RedisError, OSError):
-            await self._redis.aclose()
+                await shard.client.aclose()
 
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
@@ -293,6 +349,7 @@ class RedisBroker:
     async def create_room(self, info: RoomInfo) -> bool:
         created = await self._call(
             self._create_room(
+                client=self._db(info.id),
                 keys=[self._k(info.id, "info")],
                 args=[info.title, info.welcome or "", info.created_at],
             )
@@ -300,7 +357,7 @@ class RedisBroker:
         return bool(created)
 
     async def get_room(self, room: str) -> RoomInfo | None:
-        data = await self._call(self._redis.hgetall(self._k(room, "info")))
+        data = await self._call(self._db(room).hgetall(self._k(room, "info")))
         if not data:
             return None
         welcome = data[b"welcome"].decode()
@@ -312,17 +369,17 @@ class RedisBroker:
         )
 
     async def delete_room(self, room: str) -> bool:
-        if not await self._call(self._redis.delete(self._k(room, "info"))):
+        if not await self._call(self._db(room).delete(self._k(room, "info"))):
             return False
-        keys = [key async for key in self._scan(self._k(room, "*"))]
+        keys = [key async for key in self._scan(room, self._k(room, "*"))]
         if keys:
-            await self._call(self._redis.delete(*keys))
+            await self._call(self._db(room).delete(*keys))
         return True
 
-    async def _scan(self, pattern: str) -> AsyncIterator[bytes]:
+    async def _scan(self, room: str, pattern: str) -> AsyncIterator[bytes]:
         cursor = 0
         for _ in range(100_000):
-            cursor, keys = await self._call(self._redis.scan(cursor, match=pattern, count=500))
+            cursor, keys = await self._call(self._db(room).scan(cursor, match=pattern, count=500))
             for key in keys:
                 yield key
             if cursor == 0:
@@ -334,66 +391,71 @@ class RedisBroker:
         if room in self._rooms:
             return
         self._rooms.add(room)
+        pubsub = self._shard(room).pubsub
         try:
-            if self._pubsub is not None:
-                await self._call(self._pubsub.subscribe(self._channel(room)))
+            if pubsub is not None:
+                await self._call(pubsub.subscribe(self._channel(room)))
             self._last_seq[room] = await self.latest_seq(room)
         except Unavailable:
             self._rooms.discard(room)
             raise
-        self._wake.set()
 
     async def unsubscribe(self, room: str) -> None:
         if room not in self._rooms:
             return
         self._rooms.discard(room)
         self._last_seq.pop(room, None)
-        if self._pubsub is not None:
+        pubsub = self._shard(room).pubsub
+        if pubsub is not None:
             with contextlib.suppress(Unavailable):
-                await self._call(self._pubsub.unsubscribe(self._channel(room)))
+                await self._call(pubsub.unsubscribe(self._channel(room)))
 
     async def publish(self, room: str, envelope: Envelope) -> None:
-        await self._call(self._redis.publish(self._channel(room), _wrap(envelope)))
+        await self._call(self._db(room).publish(self._channel(room), _wrap(envelope)))
 
-    async def _read_forever(self) -> None:
-        """Keep one subscription connection alive; resubscribe and catch up after outages."""
+    async def _read_forever(self, shard: _Shard) -> None:
+        """Keep one shard's subscription alive; resubscribe and catch up after outages."""
         backoff = 0.1
         while not self._closed:
             try:
-                await self._open_subscription()
+                await self._open_subscription(shard)
                 backoff = 0.1
-                await self._pump()
+                await self._pump(shard)
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError, Unavailable) as exc:
-                if self.connected:
-                    log.warning("redis subscription lost: %s", exc)
-                self.connected = False
-                if self._pubsub is not None:
+                if shard.connected:
+                    log.warning("redis subscription lost shard=%d: %s", shard.index, exc)
+                shard.connected = False
+                if shard.pubsub is not None:
                     with contextlib.suppress(Exception):
-                        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-                    self._pubsub = None
+                        await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
+                    shard.pubsub = None
                 await asyncio.sleep(backoff * (0.5 + random.random()))
                 backoff = min(backoff * 2, 2.0)
 
-    async def _open_subscription(self) -> None:
-        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+    async def _open_subscription(self, shard: _Shard) -> None:
+        pubsub = shard.client.pubsub(ignore_subscribe_messages=True)
         # The first subscribe opens the connection; a placeholder channel keeps it open.
         await pubsub.subscribe(self._k("_", "node", self.node_id))
-        rooms = sorted(self._rooms)
+        rooms = sorted(r for r in self._rooms if self._shard(r) is shard)
         if rooms:
             await pubsub.subscribe(*(self._channel(room) for room in rooms))
-        self._pubsub = pubsub
-        was_down = not self.connected and bool(self._last_seq)
-        self.connected = True
+        shard.pubsub = pubsub
+        was_down = not shard.connected and shard.ever_connected
+        shard.connected = shard.ever_connected = True
         if was_down:
-            log.info("redis subscription restored; catching up %d rooms", len(rooms))
+            log.info(
+                "redis subscription restored shard=%d; catching up %d rooms",
+                shard.index,
+                len(rooms),
+            )
             for room in rooms:
                 await self._catch_up(room, None)
                 await self._deliver_control(room)
 
-    async def _pump(self) -> None:
-        pubsub = self._pubsub
+    async def _pump(self, shard: _Shard) -> None:
+        pubsub = shard.pubsub
         assert pubsub is not None
         while not self._closed:
             message = await pubsub.get_message(timeout=1.0)
@@ -442,7 +504,7 @@ class RedisBroker:
             self._sink(room, envelope)
 
     async def _deliver_control(self, room: str) -> None:
-        raw = await self._call(self._redis.get(self._k(room, "ctl")))
+        raw = await self._call(self._db(room).get(self._k(room, "ctl")))
         if raw is not None:
             event = {"t": STATE_EVENT, "room": room, "state": _unpack(raw)}
             self._deliver(room, Envelope(event))
@@ -460,10 +522,10 @@ class RedisBroker:
             self._k(room, "stats"),
             self._k(room, "chatmin"),
         ]
-        if not await self._call(self._redis.exists(self._k(room, "info"))):
+        if not await self._call(self._db(room).exists(self._k(room, "info"))):
             raise NotFound(f"room {room!r} does not exist")
         args: list[Any] = [payload, self._history_size, CID_TTL_S, ts, minute_of(ts)]
-        new, value = await self._call(self._append(keys=keys, args=args))
+        new, value = await self._call(self._append(client=self._db(room), keys=keys, args=args))
         if new:
             seq = int(value)
             return ChatMessage(
@@ -484,12 +546,12 @@ class RedisBroker:
         return (held[0] if held else first), False
 
     async def latest_seq(self, room: str) -> int:
-        value = await self._call(self._redis.get(self._k(room, "seq")))
+        value = await self._call(self._db(room).get(self._k(room, "seq")))
         return int(value) if value is not None else 0
 
     async def _bounds(self, room: str) -> tuple[int, int, set[int]]:
         """(first held seq, latest seq, deleted seqs) in one round trip."""
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._db(room).pipeline(transaction=False)
         pipe.get(self._k(room, "seq"))
         pipe.xrange(self._k(room, "chat"), "-", "+", count=1)
         pipe.zrange(self._k(room, "del"), 0, -1)
@@ -502,7 +564,7 @@ class RedisBroker:
         if low > high:
             return []
         entries = await self._call(
-            self._redis.xrange(self._k(room, "chat"), f"{low}-0", f"{high}-0")
+            self._db(room).xrange(self._k(room, "chat"), f"{low}-0", f"{high}-0")
         )
         deleted = await self._deleted(room)
         return [
@@ -512,12 +574,14 @@ class RedisBroker:
         ]
 
     async def _deleted(self, room: str) -> set[int]:
-        return {int(s) for s in await self._call(self._redis.zrange(self._k(room, "del"), 0, -1))}
+        return {
+            int(s) for s in await self._call(self._db(room).zrange(self._k(room, "del"), 0, -1))
+        }
 
     async def chat_latest(self, room: str, limit: int) -> list[ChatMessage]:
         deleted = await self._deleted(room)
         entries = await self._call(
-            self._redis.xrevrange(self._k(room, "chat"), "+", "-", count=limit + len(deleted))
+            self._db(room).xrevrange(self._k(room, "chat"), "+", "-", count=limit + len(deleted))
         )
         return self._newest_first(room, entries, deleted, limit)
 
@@ -542,7 +606,7 @@ class RedisBroker:
         if seq <= 1:
             return [], before_gap(0, limit, first_held)
         entries = await self._call(
-            self._redis.xrevrange(
+            self._db(room).xrevrange(
                 self._k(room, "chat"), f"{seq - 1}-0", "-", count=limit + len(deleted)
             )
         )
@@ -552,7 +616,7 @@ class RedisBroker:
     async def chat_after(self, room: str, seq: int, limit: int) -> tuple[list[ChatMessage], bool]:
         first_held, _, deleted = await self._bounds(room)
         entries = await self._call(
-            self._redis.xrange(
+            self._db(room).xrange(
                 self._k(room, "chat"), f"{seq + 1}-0", "+", count=limit + len(deleted)
             )
         )
@@ -567,17 +631,17 @@ class RedisBroker:
         first_held, latest, deleted = await self._bounds(room)
         if not first_held <= seq <= latest or seq in deleted:
             return False
-        pipe = self._redis.pipeline(transaction=True)
+        pipe = self._db(room).pipeline(transaction=True)
         pipe.zadd(self._k(room, "del"), {str(seq): seq})
         pipe.zremrangebyscore(self._k(room, "del"), "-inf", f"({first_held}")
         added, _ = await self._call(pipe.execute())
         return bool(added)
 
     async def mark_read(self, room: str, user: str, seq: int) -> None:
-        await self._call(self._redis.zadd(self._k(room, "reads"), {user: seq}, gt=True))
+        await self._call(self._db(room).zadd(self._k(room, "reads"), {user: seq}, gt=True))
 
     async def readers(self, room: str, seq: int) -> int:
-        count: int = await self._call(self._redis.zcount(self._k(room, "reads"), seq, "+inf"))
+        count: int = await self._call(self._db(room).zcount(self._k(room, "reads"), seq, "+inf"))
         return count
 
     # -- polls ----------------------------------------------------------------------------
@@ -597,6 +661,7 @@ class RedisBroker:
         key = self._poll_key(room, poll_id)
         added = await self._call(
             self._create_poll(
+                client=self._db(room),
                 keys=[self._k(room, "polls"), self._k(room, "pollseq")],
                 args=[poll_id, now_ms, MAX_POLLS, self._k(room, "poll", "")],
             )
@@ -613,7 +678,7 @@ class RedisBroker:
             "closed_at": 0,
         }
         fields.update({f"v{i}": 0 for i in range(len(options))})
-        await self._call(self._redis.hset(key, mapping=fields))
+        await self._call(self._db(room).hset(key, mapping=fields))
         found = await self._poll_view(room, poll_id, None)
         assert found is not None
         return found[0]
@@ -622,7 +687,7 @@ class RedisBroker:
         self, room: str, poll_id: str, user: str | None
     ) -> tuple[PollView, int] | None:
         """The wire view of a poll and when it closed (0: open), or None if unknown."""
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._db(room).pipeline(transaction=False)
         pipe.hgetall(self._poll_key(room, poll_id))
         if user is not None:
             pipe.hget(self._poll_key(room, poll_id) + ":voters", user)
@@ -632,7 +697,9 @@ class RedisBroker:
     async def vote(self, room: str, poll_id: str, user: str, option: int) -> Tally:
         key = self._poll_key(room, poll_id)
         outcome = await self._call(
-            self._vote(keys=[key, key + ":voters"], args=[user, option, _now_ms()])
+            self._vote(
+                client=self._db(room), keys=[key, key + ":voters"], args=[user, option, _now_ms()]
+            )
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "nf":
@@ -647,7 +714,9 @@ class RedisBroker:
 
     async def close_poll(self, room: str, poll_id: str, now_ms: int) -> tuple[PollView, bool]:
         result = await self._call(
-            self._close_poll(keys=[self._poll_key(room, poll_id)], args=[now_ms])
+            self._close_poll(
+                client=self._db(room), keys=[self._poll_key(room, poll_id)], args=[now_ms]
+            )
         )
         if result == -1:
             raise NotFound(f"poll {poll_id!r} does not exist")
@@ -665,7 +734,8 @@ class RedisBroker:
 
     async def polls(self, room: str, user: str | None, now_ms: int) -> list[PollView]:
         ids = [
-            i.decode() for i in await self._call(self._redis.zrange(self._k(room, "polls"), 0, -1))
+            i.decode()
+            for i in await self._call(self._db(room).zrange(self._k(room, "polls"), 0, -1))
         ]
         views = []
         for poll_id in ids:
@@ -680,7 +750,7 @@ class RedisBroker:
     # -- control state ------------------------------------------------------------------
 
     async def refresh_control(self, state: RoomState) -> None:
-        raw = await self._call(self._redis.get(self._k(state.id, "ctl")))
+        raw = await self._call(self._db(state.id).get(self._k(state.id, "ctl")))
         if raw is not None:
             state.load_control(_unpack(raw))
 
@@ -689,7 +759,7 @@ class RedisBroker:
         channel = self._channel(state.id)
         blank = RoomState(state.info).control_to_wire()
         for _ in range(50):
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._db(state.id).pipeline(transaction=True) as pipe:
                 try:
                     await self._call(pipe.watch(key))
                     raw = await self._call(pipe.get(key))
@@ -729,23 +799,25 @@ class RedisBroker:
         ]
         prefix = self._k(room, "users", "")
         args: list[Any] = [join, user, known, ts, MEMBERS_TTL_S, self.node_id, prefix]
-        await self._call(self._member(keys=keys, args=args))
+        await self._call(self._member(client=self._db(room), keys=keys, args=args))
 
     async def find_member(self, room: str, user: str) -> Identity | None:
-        raw = await self._call(self._redis.hget(self._k(room, "known"), user))
+        raw = await self._call(self._db(room).hget(self._k(room, "known"), user))
         if raw is None:
             return None
         name, role = _unpack(raw)
         return Identity(UserId(user), name, Role(role))
 
     async def _live_nodes(self, room: str) -> list[str]:
-        return [n.decode() for n in await self._call(self._redis.smembers(self._k(room, "nodes")))]
+        return [
+            n.decode() for n in await self._call(self._db(room).smembers(self._k(room, "nodes")))
+        ]
 
     async def is_present(self, room: str, user: str) -> bool:
         nodes = await self._live_nodes(room)
         if not nodes:
             return False
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._db(room).pipeline(transaction=False)
         for node in nodes:
             pipe.hexists(self._users_key(room, node), user)
         return any(await self._call(pipe.execute()))
@@ -753,51 +825,55 @@ class RedisBroker:
     async def presence(self, room: str, local_members: int) -> int:
         """Users on every live node; also refreshes this node's heartbeat for the room."""
         if local_members:
-            await self._call(self._redis.expire(self._users_key(room, self.node_id), MEMBERS_TTL_S))
+            await self._call(
+                self._db(room).expire(self._users_key(room, self.node_id), MEMBERS_TTL_S)
+            )
         nodes = await self._live_nodes(room)
         if not nodes:
             return 0
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._db(room).pipeline(transaction=False)
         for node in nodes:
             pipe.hlen(self._users_key(room, node))
         counts = await self._call(pipe.execute())
         gone = [node for node, count in zip(nodes, counts, strict=True) if count == 0]
         if gone:
-            await self._call(self._redis.srem(self._k(room, "nodes"), *gone))
+            await self._call(self._db(room).srem(self._k(room, "nodes"), *gone))
         return int(sum(counts))
 
     # -- counters -------------------------------------------------------------------------
 
     async def add_likes(self, room: str, n: int) -> int:
-        total: int = await self._call(self._redis.incrby(self._k(room, "likes"), n))
+        total: int = await self._call(self._db(room).incrby(self._k(room, "likes"), n))
         return total
 
     async def likes(self, room: str) -> int:
-        value = await self._call(self._redis.get(self._k(room, "likes")))
+        value = await self._call(self._db(room).get(self._k(room, "likes")))
         return int(value) if value is not None else 0
 
     async def claim(self, room: str, what: str, interval_s: float) -> float:
         key = self._k(room, "claim", what)
         interval_ms = max(1, int(interval_s * 1000))
-        if await self._call(self._redis.set(key, self.node_id, px=interval_ms, nx=True)):
+        if await self._call(self._db(room).set(key, self.node_id, px=interval_ms, nx=True)):
             return 0.0
-        remaining = await self._call(self._redis.pttl(key))
+        remaining = await self._call(self._db(room).pttl(key))
         return max(0.001, remaining / 1000) if remaining > 0 else 0.001
 
     # -- analytics --------------------------------------------------------------------
 
     async def sample_presence(self, room: str, ts: int, members: int) -> None:
-        await self._call(self._sample(keys=[self._k(room, "stats")], args=[ts, members]))
+        await self._call(
+            self._sample(client=self._db(room), keys=[self._k(room, "stats")], args=[ts, members])
+        )
 
     async def record(self, room: str, entry: dict[str, Any]) -> None:
         key = self._k(room, "log")
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._db(room).pipeline(transaction=False)
         pipe.rpush(key, _pack(entry))
         pipe.ltrim(key, -ROOM_LOG_LIMIT, -1)
         await self._call(pipe.execute())
 
     async def counters(self, room: str) -> RoomCounters:
-        pipe = self._redis.pipeline(transaction=False)
+        pipe = self._db(room).pipeline(transaction=False)
         pipe.hgetall(self._k(room, "stats"))
         pipe.hgetall(self._k(room, "chatmin"))
         pipe.get(self._k(room, "likes"))
@@ -813,12 +889,13 @@ class RedisBroker:
         )
 
     async def room_log(self, room: str) -> list[dict[str, Any]]:
-        entries = await self._call(self._redis.lrange(self._k(room, "log"), 0, -1))
+        entries = await self._call(self._db(room).lrange(self._k(room, "log"), 0, -1))
         return [_unpack(e) for e in entries]
 
     async def all_polls(self, room: str) -> list[PollView]:
         ids = [
-            i.decode() for i in await self._call(self._redis.zrange(self._k(room, "polls"), 0, -1))
+            i.decode()
+            for i in await self._call(self._db(room).zrange(self._k(room, "polls"), 0, -1))
         ]
         views = []
         for poll_id in ids:
@@ -831,10 +908,10 @@ class RedisBroker:
         return ":".join((self._prefix, "report", room))
 
     async def keep_report(self, room: str, report: dict[str, Any], ttl_s: int) -> None:
-        await self._call(self._redis.set(self._report_key(room), _pack(report), ex=ttl_s))
+        await self._call(self._db(room).set(self._report_key(room), _pack(report), ex=ttl_s))
 
     async def kept_report(self, room: str) -> dict[str, Any] | None:
-        raw = await self._call(self._redis.get(self._report_key(room)))
+        raw = await self._call(self._db(room).get(self._report_key(room)))
         return None if raw is None else dict(_unpack(raw))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from roomserver.broker.base import Broker
 from roomserver.broker.memory import MemoryBroker
-from roomserver.broker.redis import RedisBroker
+from roomserver.broker.redis import RedisBroker, shard_index
 from roomserver.errors import AlreadyVoted, BadRequest, NotFound, PollClosed
 from roomserver.events import Envelope, to_all, to_users
 from roomserver.ids import ChatDraft, Identity, Role, UserId
@@ -47,14 +47,22 @@ def make_broker(kind: str, redis_url: str, history: int, node: str = "n1") -> Br
     return RedisBroker(redis_url, node, prefix=f"t{next(_prefixes)}", history_size=history)
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-sharded"])
 def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
 @pytest.fixture
-async def broker(kind: str, redis_server: RedisServer) -> AsyncIterator[tuple[Broker, Recorder]]:
-    b = make_broker(kind, redis_server.url, history=20)
+async def broker(
+    kind: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[Broker, Recorder]]:
+    if kind == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif kind == "redis-sharded":
+        url = ",".join(s.url for s in request.getfixturevalue("redis_shards"))
+    else:
+        url = ""
+    b = make_broker(kind, url, history=20)
     recorder = Recorder()
     b.attach(recorder)
     await b.start()
@@ -264,6 +272,48 @@ async def test_redis_two_nodes_see_one_order(redis_server: RedisServer) -> None:
         first, _ = await nodes[0].append_chat("shared", draft("x", "k"), 1)
         again, new = await nodes[1].append_chat("shared", draft("x", "k"), 2)
         assert new is False and again.seq == first.seq
+    finally:
+        for node in nodes:
+            await node.close()
+
+
+async def test_sharded_rooms_spread_and_stay_on_their_shard(
+    redis_shards: list[RedisServer],
+) -> None:
+    """With three Redis shards, rooms spread over all of them and each room's chat is whole."""
+    urls = ",".join(s.url for s in redis_shards)
+    prefix = f"sh{next(_prefixes)}"
+    nodes = [RedisBroker(urls, f"n{i}", prefix=prefix) for i in range(2)]
+    recorders = [Recorder(), Recorder()]
+    for node, rec in zip(nodes, recorders, strict=True):
+        node.attach(rec)
+        await node.start()
+    rooms = [f"room-{i}" for i in range(12)]
+    try:
+        for room in rooms:
+            await nodes[0].create_room(RoomInfo(room, room))
+            for node in nodes:
+                await node.subscribe(room)
+        used = {shard_index(room, 3) for room in rooms}
+        assert used == {0, 1, 2}
+        await asyncio.gather(
+            *(
+                nodes[i % 2].append_chat(room, draft(f"u{i}", f"{room}-{i}"), i)
+                for room in rooms
+                for i in range(10)
+            )
+        )
+        for rec in recorders:
+            await rec.wait_for("chat", 120)
+            for room in rooms:
+                seqs = [e.event["seq"] for r, e in rec.events if r == room and e.type == "chat"]
+                assert seqs == list(range(1, 11)), room
+        for room in rooms:
+            client = nodes[0]._shards[shard_index(room, 3)].client
+            assert await client.exists(f"{prefix}:{{{room}}}:info") == 1
+            others = [s.client for s in nodes[0]._shards if s.client is not client]
+            for other in others:
+                assert await other.exists(f"{prefix}:{{{room}}}:info") == 0
     finally:
         for node in nodes:
             await node.close()

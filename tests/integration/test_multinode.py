@@ -368,3 +368,23 @@ async def test_killed_node_during_votes_and_likes_counts_each_acknowledged_once(
         finally:
             doomed.kill()
             await doomed.process.wait()
+
+
+async def test_two_nodes_over_three_shards(redis_shards: list[RedisServer]) -> None:
+    urls = ",".join(s.url for s in redis_shards)
+    async with nodes(2, "--redis", urls, "--redis-prefix", f"mn{next(_prefixes)}") as (a, b):
+        rooms = [f"shard-{i}" for i in range(6)]
+        clients = []
+        for room in rooms:
+            await create_room(a, room)
+            sender, _ = await join(a, room, "s", "moderator")
+            watcher, _ = await join(b, room, "w")
+            clients.append((room, sender, watcher))
+        for room, sender, _ in clients:
+            for k in range(10):
+                await sender.request("chat.send", room=room, text=str(k), cid=str(k))
+        for room, sender, watcher in clients:
+            got = [await watcher.event("chat", timeout=10) for _ in range(10)]
+            assert [(e["room"], e["seq"]) for e in got] == [(room, k) for k in range(1, 11)]
+            await sender.close()
+            await watcher.close()
