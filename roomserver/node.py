@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
+from roomserver import draws
 from roomserver.auth import verify_token
 from roomserver.broker.base import Broker, ControlChange
 from roomserver.clock import SYSTEM_CLOCK, Clock
@@ -61,6 +62,7 @@ PRESENCE_INTERVAL_S = 1.0
 LIKES_INTERVAL_S = 0.5
 TALLY_INTERVAL_S = 0.2
 PRESENCE_HEARTBEAT_S = 3.0
+DRAW_ENTRIES_INTERVAL_S = 0.5
 
 
 def _retry_ms(wait_s: float) -> int:
@@ -147,6 +149,7 @@ class Node:
             "rtc.subscribe": self._rtc_subscribe,
             "rtc.unpublish": self._rtc_unpublish,
             "rtc.unsubscribe": self._rtc_unsubscribe,
+            "draw.start": self._draw_start,
         }
         broker.attach(self._on_event)
         self.metrics.gauge("roomserver_connections", "open WebSockets", lambda: self._conn_count)
@@ -271,6 +274,9 @@ class Node:
                 await self._change(state, lambda s: s.set_host(who.user))
             if first:
                 await self.broker.member_joined(req.room, who, self.clock.now_ms())
+                for draw in list(state.draws.values()):
+                    if draw["eligibility"] == "present":
+                        await self._enter_draw(req.room, draw["id"], [who.user])
                 await self._member_changed(state, who, "member.joined")
         else:
             conn.joining[req.room] = []
@@ -380,6 +386,12 @@ class Node:
         message, new = await self.broker.append_chat(state.id, draft, self.clock.now_ms())
         if new:
             self.metrics.messages_accepted.inc()
+            if state.draws:
+                text = req.text.casefold()
+                for draw in list(state.draws.values()):
+                    keyword = draw.get("keyword")
+                    if keyword and keyword.casefold() in text:
+                        await self._enter_draw(state.id, draw["id"], [who.user])
         return {"seq": message.seq, "ts": message.ts}
 
     async def _strike(self, state: RoomState, who: Identity, error: ClientError) -> ClientError:
@@ -464,6 +476,9 @@ class Node:
     ) -> dict[str, Any]:
         await self.broker.vote(state.id, req.poll, who.user, req.option)
         room, poll_id = state.id, req.poll
+        for draw in list(state.draws.values()):
+            if draw.get("poll") == poll_id:
+                await self._enter_draw(room, draw["id"], [who.user])
 
         async def emit() -> None:
             votes, total = await self.broker.poll_tally(room, poll_id)
@@ -583,6 +598,82 @@ class Node:
         await self.broker.publish(state.id, to_all(event))
         await self._moderated(state.id, "delete", "", who.user)
         return {}
+
+    # -- lucky draws --------------------------------------------------------------------
+
+    async def _draw_start(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.DrawStart
+    ) -> dict[str, Any]:
+        if req.eligibility == "voted":
+            assert req.poll is not None
+            initial = await self.broker.poll_voters(state.id, req.poll)
+        elif req.eligibility == "present":
+            initial = await self.broker.present_users(state.id)
+        else:
+            initial = []
+        seed = draws.new_seed()
+        now = self.clock.now_ms()
+        public: dict[str, Any] = {
+            "id": "d" + secrets.token_hex(4),
+            "prize": req.prize,
+            "winners_count": req.winners,
+            "eligibility": req.eligibility,
+            "commitment": draws.commitment(seed),
+            "started_at": now,
+            "closes_at": now + req.duration_s * 1000,
+            "by": who.user,
+        }
+        if req.keyword is not None:
+            public["keyword"] = req.keyword
+        if req.poll is not None:
+            public["poll"] = req.poll
+        await self.broker.create_draw(state.id, {**public, "seed": seed})
+        if initial:
+            await self.broker.draw_enter(state.id, public["id"], initial)
+        await self._change(state, lambda s: s.open_draw(public))
+        if initial:
+            self._announce_entries(state.id, public["id"])
+        return {"draw": public}
+
+    async def _enter_draw(self, room: str, draw_id: str, users: list[str]) -> None:
+        try:
+            await self.broker.draw_enter(room, draw_id, users)
+        except NotFound:
+            return
+        self._announce_entries(room, draw_id)
+
+    def _announce_entries(self, room: str, draw_id: str) -> None:
+        async def emit() -> None:
+            count = await self.broker.draw_enter(room, draw_id, [])
+            event = {"t": "draw.entries", "room": room, "draw": draw_id, "count": count}
+            await self.broker.publish(room, to_all(event))
+
+        self._coalesce(room, "draw:" + draw_id, DRAW_ENTRIES_INTERVAL_S, emit)
+
+    async def _finish_draw(self, room: str, draw_id: str) -> None:
+        """Close a draw once (whichever node gets there first) and reveal everything."""
+        self._timers.pop((room, "draw:" + draw_id), None)
+        try:
+            record, entries, closed_now = await self.broker.close_draw(room, draw_id)
+        except NotFound:
+            return
+        if not closed_now:
+            return
+        state = await self._room(room)
+        eligible = draws.eligible_list(entries)
+        seed = record.pop("seed")
+        result = {
+            **record,
+            "seed": seed,
+            "eligible": eligible,
+            "entries": len(eligible),
+            "winners": draws.select_winners(seed, eligible, record["winners_count"]),
+        }
+        await self._change(state, lambda s: s.finish_draw(result))
+        now = self.clock.now_ms()
+        self.webhooks.send("draw.result", room, now, {"draw": result})
+        winners = result["winners"]
+        await self.broker.record(room, {"t": "draw", "ts": now, "id": draw_id, "winners": winners})
 
     # -- room end ---------------------------------------------------------------------
 
@@ -797,6 +888,12 @@ class Node:
             if closes_at is not None:
                 delay = max(0.0, (closes_at - self.clock.now_ms()) / 1000)
                 self._schedule_close(room, envelope.event["poll"]["id"], delay)
+        elif kind == "draw.started":
+            delay = max(0.0, (envelope.event["draw"]["closes_at"] - self.clock.now_ms()) / 1000)
+            draw_id = envelope.event["draw"]["id"]
+            self._timers[(room, "draw:" + draw_id)] = asyncio.get_running_loop().call_later(
+                delay, lambda: self._spawn(self._finish_draw(room, draw_id))
+            )
         elif kind == "poll.closed":
             handle = self._timers.pop((room, "close:" + envelope.event["poll"]["id"]), None)
             if handle is not None:

@@ -164,6 +164,11 @@ class PollBook:
         ]
         return min(deadlines, default=None)
 
+    def voters(self, poll_id: str) -> list[str]:
+        """Who voted in the poll (``NotFound`` for an unknown poll)."""
+        self.get(poll_id)
+        return list(self._vote_by_user[poll_id])
+
     def all(self) -> list[Poll]:
         """Every poll held, open or closed, in creation order."""
         return list(self._polls.values())

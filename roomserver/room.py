@@ -44,6 +44,7 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "mod.delete": _STAFF,
     "cohost.invite": _HOST,
     "room.end": _HOST,
+    "draw.start": _STAFF,
 }
 
 _RANK = {Role.MEMBER: 0, Role.MODERATOR: 1, Role.HOST: 2}
@@ -83,6 +84,8 @@ class RoomState:
     publishers: list[str] = field(default_factory=list)
     pinned: dict[str, Any] | None = None
     announcement: dict[str, Any] | None = None
+    draws: dict[str, dict[str, Any]] = field(default_factory=dict)
+    last_draw: dict[str, Any] | None = None
     mutes: dict[str, int] = field(default_factory=dict)
     bans: set[str] = field(default_factory=set)
     known: dict[str, Identity] = field(default_factory=dict)
@@ -282,6 +285,16 @@ class RoomState:
         self.announcement = message
         return [to_all({"t": "announcement", "room": self.id, "message": message})]
 
+    def open_draw(self, draw: dict[str, Any]) -> list[Envelope]:
+        """A draw is running: every node learns its eligibility rule from this state."""
+        self.draws[draw["id"]] = draw
+        return [to_all({"t": "draw.started", "room": self.id, "draw": draw})]
+
+    def finish_draw(self, result: dict[str, Any]) -> list[Envelope]:
+        self.draws.pop(result["id"], None)
+        self.last_draw = result
+        return [to_all({"t": "draw.result", "room": self.id, "draw": result})]
+
     def pin(self, product: dict[str, Any] | None) -> list[Envelope]:
         self.pinned = product
         return [to_all({"t": "product.pinned", "room": self.id, "product": product})]
@@ -299,6 +312,8 @@ class RoomState:
             "publishers": list(self.publishers),
             "pinned": self.pinned,
             "announcement": self.announcement,
+            "draws": dict(self.draws),
+            "last_draw": self.last_draw,
             "mutes": dict(self.mutes),
             "bans": sorted(self.bans),
         }
@@ -313,6 +328,8 @@ class RoomState:
         self.publishers = list(data["publishers"])
         self.pinned = data["pinned"]
         self.announcement = data.get("announcement")
+        self.draws = dict(data.get("draws") or {})
+        self.last_draw = data.get("last_draw")
         self.mutes = dict(data["mutes"])
         self.bans = set(data["bans"])
 
@@ -332,4 +349,6 @@ class RoomState:
             "likes": likes,
             "welcome": self.info.welcome,
             "announcement": self.announcement,
+            "draws": list(self.draws.values()),
+            "last_draw": self.last_draw,
         }

@@ -341,6 +341,21 @@ class RtcUnsubscribe:
 
 
 @dataclass(frozen=True, slots=True)
+class DrawStart:
+    """A lucky draw (a roomserver addition): ``eligibility`` is present, keyword or voted."""
+
+    t: ClassVar[str] = "draw.start"
+    id: RequestId
+    room: str
+    prize: str
+    winners: int
+    eligibility: str
+    duration_s: int
+    keyword: str | None = None
+    poll: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     t: ClassVar[str] = "ping"
     id: RequestId
@@ -374,6 +389,7 @@ RoomRequest: TypeAlias = (
     | RtcSubscribe
     | RtcUnpublish
     | RtcUnsubscribe
+    | DrawStart
 )
 Request: TypeAlias = RoomRequest | Ping
 
@@ -540,6 +556,16 @@ def _history_check(values: Mapping[str, Any]) -> None:
         raise BadRequest("before: cannot be combined with after")
 
 
+def _draw_check(values: Mapping[str, Any]) -> None:
+    kind = values["eligibility"]
+    if kind not in ("present", "keyword", "voted"):
+        raise BadRequest("eligibility: must be present, keyword or voted")
+    if kind == "keyword" and values.get("keyword", _ABSENT) is _ABSENT:
+        raise BadRequest("keyword: required when eligibility is keyword")
+    if kind == "voted" and values.get("poll", _ABSENT) is _ABSENT:
+        raise BadRequest("poll: required when eligibility is voted")
+
+
 # --- the request table -------------------------------------------------------------
 
 
@@ -605,6 +631,19 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec(RtcUnpublish, _ROOM),
     _Spec(RtcUnsubscribe, {"room": _ID, "publisher": _ID}),
+    _Spec(
+        DrawStart,
+        {
+            "room": _ID,
+            "prize": _string(1, 200, trim=True),
+            "winners": _integer(1, 100),
+            "eligibility": _string(1, 16),
+            "duration_s": _integer(5, 3600),
+            "keyword": _optional(_string(1, 50, trim=True)),
+            "poll": _optional(_ID),
+        },
+        check=_draw_check,
+    ),
     _Spec(Ping, {}),
 )
 

@@ -37,6 +37,8 @@ class _SharedRoom:
     present: set[str] = field(default_factory=set)
     likes: int = 0
     counters: RoomCounters = field(default_factory=RoomCounters)
+    draws: dict[str, dict[str, Any]] = field(default_factory=dict)
+    draw_entries: dict[str, set[str]] = field(default_factory=dict)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ROOM_LOG_LIMIT))
 
 
@@ -200,6 +202,39 @@ class MemoryBroker:
 
     async def claim(self, room: str, what: str, interval_s: float) -> float:
         return 0.0
+
+    # lucky draws
+
+    async def create_draw(self, room: str, record: dict[str, Any]) -> None:
+        shared = self._room(room)
+        shared.draws[record["id"]] = {**record, "open": True}
+        shared.draw_entries[record["id"]] = set()
+
+    async def draw_enter(self, room: str, draw_id: str, users: Sequence[str]) -> int:
+        shared = self._room(room)
+        draw = shared.draws.get(draw_id)
+        if draw is None:
+            raise NotFound(f"draw {draw_id!r} does not exist")
+        entries = shared.draw_entries[draw_id]
+        if draw["open"]:
+            entries.update(users)
+        return len(entries)
+
+    async def close_draw(self, room: str, draw_id: str) -> tuple[dict[str, Any], list[str], bool]:
+        shared = self._room(room)
+        draw = shared.draws.get(draw_id)
+        if draw is None:
+            raise NotFound(f"draw {draw_id!r} does not exist")
+        closed_now = draw["open"]
+        draw["open"] = False
+        record = {k: v for k, v in draw.items() if k != "open"}
+        return record, sorted(shared.draw_entries[draw_id]), closed_now
+
+    async def present_users(self, room: str) -> list[str]:
+        return sorted(self._room(room).present)
+
+    async def poll_voters(self, room: str, poll_id: str) -> list[str]:
+        return self._room(room).polls.voters(poll_id)
 
     # analytics
 

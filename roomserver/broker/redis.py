@@ -144,6 +144,22 @@ if total > peak then redis.call('HSET', KEYS[4], 'peak', total) end
 return total
 """
 
+_DRAW_ENTER = """
+if redis.call('HGET', KEYS[1], 'open') ~= '1' then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  return redis.call('SCARD', KEYS[2])
+end
+if #ARGV > 0 then redis.call('SADD', KEYS[2], unpack(ARGV)) end
+return redis.call('SCARD', KEYS[2])
+"""
+
+_DRAW_CLOSE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'open') ~= '1' then return 0 end
+redis.call('HSET', KEYS[1], 'open', '0')
+return 1
+"""
+
 # Mirrors roomserver.stats.PresenceFold.sample.
 _SAMPLE_PRESENCE = """
 local ts = tonumber(ARGV[1])
@@ -285,6 +301,8 @@ class RedisBroker:
         self._create_poll = first.register_script(_CREATE_POLL)
         self._sample = first.register_script(_SAMPLE_PRESENCE)
         self._member = first.register_script(_MEMBER)
+        self._draw_enter = first.register_script(_DRAW_ENTER)
+        self._draw_close = first.register_script(_DRAW_CLOSE)
         self._sink: EventSink | None = None
         self._rooms: set[str] = set()
         self._last_seq: dict[str, int] = {}
@@ -857,6 +875,52 @@ class RedisBroker:
             return 0.0
         remaining = await self._call(self._db(room).pttl(key))
         return max(0.001, remaining / 1000) if remaining > 0 else 0.001
+
+    # -- lucky draws ------------------------------------------------------------------
+
+    def _draw_keys(self, room: str, draw_id: str) -> list[str]:
+        key = self._k(room, "draw", draw_id)
+        return [key, key + ":entries"]
+
+    async def create_draw(self, room: str, record: dict[str, Any]) -> None:
+        key = self._draw_keys(room, record["id"])[0]
+        await self._call(self._db(room).hset(key, mapping={"record": _pack(record), "open": "1"}))
+
+    async def draw_enter(self, room: str, draw_id: str, users: Sequence[str]) -> int:
+        keys = self._draw_keys(room, draw_id)
+        batches = [list(users[i : i + 1000]) for i in range(0, len(users), 1000)] or [[]]
+        count = 0
+        for batch in batches:
+            count = await self._call(self._draw_enter(client=self._db(room), keys=keys, args=batch))
+            if count == -1:
+                raise NotFound(f"draw {draw_id!r} does not exist")
+        return int(count)
+
+    async def close_draw(self, room: str, draw_id: str) -> tuple[dict[str, Any], list[str], bool]:
+        keys = self._draw_keys(room, draw_id)
+        result = await self._call(self._draw_close(client=self._db(room), keys=keys, args=[]))
+        if result == -1:
+            raise NotFound(f"draw {draw_id!r} does not exist")
+        pipe = self._db(room).pipeline(transaction=False)
+        pipe.hget(keys[0], "record")
+        pipe.smembers(keys[1])
+        raw, entries = await self._call(pipe.execute())
+        return dict(_unpack(raw)), sorted(e.decode() for e in entries), result == 1
+
+    async def present_users(self, room: str) -> list[str]:
+        nodes = await self._live_nodes(room)
+        pipe = self._db(room).pipeline(transaction=False)
+        for node in nodes:
+            pipe.hkeys(self._users_key(room, node))
+        results = await self._call(pipe.execute()) if nodes else []
+        return sorted({u.decode() for keys in results for u in keys})
+
+    async def poll_voters(self, room: str, poll_id: str) -> list[str]:
+        key = self._poll_key(room, poll_id)
+        if not await self._call(self._db(room).exists(key)):
+            raise NotFound(f"poll {poll_id!r} does not exist")
+        voters = await self._call(self._db(room).hkeys(key + ":voters"))
+        return sorted(v.decode() for v in voters)
 
     # -- analytics --------------------------------------------------------------------
 

@@ -388,3 +388,34 @@ async def test_two_nodes_over_three_shards(redis_shards: list[RedisServer]) -> N
             assert [(e["room"], e["seq"]) for e in got] == [(room, k) for k in range(1, 11)]
             await sender.close()
             await watcher.close()
+
+
+async def test_one_draw_entry_per_user_across_nodes(redis_server: RedisServer) -> None:
+    async with nodes(2, *redis_args(redis_server)) as (a, b):
+        await create_room(a, "draw")
+        host, _ = await join(a, "draw", "h", "host")
+        same_a, _ = await join(a, "draw", "same")
+        same_b, _ = await join(b, "draw", "same")
+        other, _ = await join(b, "draw", "other")
+        draw = (
+            await host.request(
+                "draw.start",
+                room="draw",
+                prize="Kit",
+                winners=1,
+                eligibility="keyword",
+                keyword="win",
+                duration_s=5,
+            )
+        )["draw"]
+        await asyncio.gather(
+            same_a.request("chat.send", room="draw", text="win", cid="1"),
+            same_b.request("chat.send", room="draw", text="WIN!", cid="2"),
+            other.request("chat.send", room="draw", text="to win", cid="3"),
+        )
+        result = (await other.event("draw.result", timeout=12))["draw"]
+        assert result["id"] == draw["id"] and result["eligible"] == ["other", "same"]
+        await asyncio.sleep(0.3)
+        assert len(other.of_type("draw.result")) == 0  # announced once, by one node
+        for client in (host, same_a, same_b, other):
+            await client.close()

@@ -201,9 +201,31 @@ def assert_names(err: ClientError, field: str) -> None:
 # --- the table --------------------------------------------------------------------------
 
 
+#: Request types roomserver adds to the contract (additions only, never renames).
+ADDED_TYPES = {"draw.start"}
+
+
 def test_request_types_match_the_contract() -> None:
-    assert set(REQUEST_TYPES) == CONTRACT_TYPES
+    assert set(REQUEST_TYPES) == CONTRACT_TYPES | ADDED_TYPES
     assert set(EXAMPLES) == CONTRACT_TYPES
+
+
+def test_draw_start_rules() -> None:
+    base = {"t": "draw.start", "id": 1, "room": "r", "prize": " Kit ", "winners": 2}
+    ok = parse_request({**base, "eligibility": "keyword", "keyword": " LIVE ", "duration_s": 60})
+    assert (ok.prize, ok.keyword, ok.poll) == ("Kit", "LIVE", None)  # type: ignore[union-attr]
+    voted = parse_request({**base, "eligibility": "voted", "poll": "p1", "duration_s": 5})
+    assert voted.poll == "p1"  # type: ignore[union-attr]
+    for bad, field in [
+        ({"eligibility": "anyone", "duration_s": 60}, "eligibility"),
+        ({"eligibility": "keyword", "duration_s": 60}, "keyword"),
+        ({"eligibility": "voted", "duration_s": 60}, "poll"),
+        ({"eligibility": "present", "duration_s": 4}, "duration_s"),
+        ({"eligibility": "present", "duration_s": 60, "winners": 0}, "winners"),
+    ]:
+        with pytest.raises(BadRequest) as info:
+            parse_request({**base, **bad})
+        assert info.value.message.startswith(field), (bad, info.value.message)
 
 
 @pytest.mark.parametrize("t", sorted(CONTRACT_TYPES))

@@ -469,4 +469,6 @@ def test_snapshot_shape() -> None:
         "likes": 3,
         "welcome": "Hi",
         "announcement": None,
+        "draws": [],
+        "last_draw": None,
     }
