@@ -84,6 +84,21 @@ async def test_host_and_viewers_chat_vote_like_and_link_mic() -> None:
             await host.wait_for_selector("#cohosts li")
             assert "ann" in await host.inner_text("#cohosts")
 
+            # A keyword draw started on the host page; a viewer enters by chatting.
+            await host.fill("#draw-prize", "Robot kit")
+            await host.select_option("#draw-kind", "keyword")
+            await host.fill("#draw-keyword", "lucky")
+            await host.fill("#draw-duration", "5")
+            await host.click("#draw-form button[type=submit]")
+            await bob.wait_for_selector(".draw .commitment")
+            await bob.fill("#chat-input", "I feel lucky")
+            await bob.press("#chat-input", "Enter")
+            await host.wait_for_function(
+                "document.querySelector('.draw .meta').textContent.startsWith('Entries: 1')"
+            )
+            await ann.wait_for_selector(".draw.result", timeout=15_000)
+            assert await ann.inner_text(".draw.result .winners") == "Winners: bob"
+
             await host.screenshot(path=screenshot_path("host.png"), full_page=True)
             await ann.screenshot(path=screenshot_path("viewer.png"), full_page=True)
             assert errors == []

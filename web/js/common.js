@@ -145,3 +145,41 @@ export function bindCounters(conn, members, likes) {
   conn.on("presence", (e) => { members.textContent = String(e.members); });
   conn.on("likes", (e) => { likes.textContent = String(e.total); });
 }
+
+// Running lucky draws and the last result, with the commitment so anyone can check.
+export class Draws {
+  constructor(box, conn) {
+    this.box = box;
+    this.running = new Map();
+    this.counts = new Map();
+    this.last = null;
+    conn.on("snapshot", (snap) => {
+      this.running = new Map((snap.room.draws || []).map((d) => [d.id, d]));
+      this.last = snap.room.last_draw || null;
+      this.render();
+    });
+    conn.on("draw.started", (e) => { this.running.set(e.draw.id, e.draw); this.render(); });
+    conn.on("draw.entries", (e) => { this.counts.set(e.draw, e.count); this.render(); });
+    conn.on("draw.result", (e) => { this.running.delete(e.draw.id); this.last = e.draw; this.render(); });
+  }
+
+  render() {
+    const cards = [];
+    for (const draw of this.running.values()) {
+      const rule = draw.eligibility === "keyword" ? `Type “${draw.keyword}” in the chat to enter` :
+        draw.eligibility === "voted" ? "Everyone who votes in the poll enters" : "Everyone here enters";
+      cards.push(el("div", { class: "draw", "data-draw": draw.id },
+        el("div", { class: "title", text: `🎁 ${draw.prize} × ${draw.winners_count}` }),
+        el("div", { class: "rule", text: rule }),
+        el("div", { class: "meta", text: `Entries: ${this.counts.get(draw.id) ?? 0} · ends ${new Date(draw.closes_at).toLocaleTimeString()}` }),
+        el("div", { class: "commitment", text: `Commitment: ${draw.commitment.slice(0, 16)}…` })));
+    }
+    if (this.last) {
+      cards.push(el("div", { class: "draw result", "data-draw": this.last.id },
+        el("div", { class: "title", text: `🎉 ${this.last.prize}` }),
+        el("div", { class: "winners", text: `Winners: ${this.last.winners.join(", ") || "nobody entered"}` }),
+        el("div", { class: "meta", text: `${this.last.entries} entries · seed ${this.last.seed.slice(0, 16)}…` })));
+    }
+    this.box.replaceChildren(...cards);
+  }
+}

@@ -1,6 +1,6 @@
 import { RoomConnection, explain, linkParams } from "./room.js";
 import { el, productCard } from "./ui.js";
-import { ChatList, Polls, bindCounters, bindStatus } from "./common.js";
+import { ChatList, Draws, Polls, bindCounters, bindStatus } from "./common.js";
 
 const { room, token } = linkParams();
 const conn = new RoomConnection(room, token);
@@ -17,6 +17,7 @@ const chat = new ChatList(document.getElementById("chat"), conn, notice, moderat
 const polls = new Polls(document.getElementById("polls"), conn, notice, false, (poll) =>
   poll.open ? [el("button", { type: "button", text: "Close poll", onclick: () => act("poll.close", { poll: poll.id }) })] : []);
 
+new Draws(document.getElementById("draws"), conn);
 bindStatus(conn, document.getElementById("status"), notice);
 bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));
 
@@ -69,6 +70,23 @@ document.getElementById("product-form").addEventListener("submit", async (event)
     if (value) product[field] = field === "currency" ? value.toUpperCase() : value;
   }
   await act("product.pin", { product });
+});
+document.getElementById("draw-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const kind = document.getElementById("draw-kind").value;
+  const fields = {
+    prize: document.getElementById("draw-prize").value.trim(),
+    winners: Number(document.getElementById("draw-winners").value),
+    eligibility: kind,
+    duration_s: Number(document.getElementById("draw-duration").value),
+  };
+  if (kind === "keyword") fields.keyword = document.getElementById("draw-keyword").value.trim();
+  if (kind === "voted") {
+    const latest = [...polls.polls.keys()].pop();
+    if (!latest) { notice.textContent = "Start a poll first."; return; }
+    fields.poll = latest;
+  }
+  try { await conn.request("draw.start", fields); } catch (err) { notice.textContent = explain(err); }
 });
 document.getElementById("unpin").addEventListener("click", () => act("product.unpin"));
 document.getElementById("end-room").addEventListener("click", () => {

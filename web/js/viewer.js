@@ -1,12 +1,13 @@
 import { RoomConnection, explain, linkParams } from "./room.js";
 import { productCard } from "./ui.js";
-import { ChatList, Polls, bindCounters, bindStatus } from "./common.js";
+import { ChatList, Draws, Polls, bindCounters, bindStatus } from "./common.js";
 
 const { room, token } = linkParams();
 const conn = new RoomConnection(room, token);
 const notice = document.getElementById("notice");
 const chat = new ChatList(document.getElementById("chat"), conn, notice);
 const polls = new Polls(document.getElementById("polls"), conn, notice, true);
+new Draws(document.getElementById("draws"), conn);
 
 bindStatus(conn, document.getElementById("status"), notice);
 bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));
