@@ -33,10 +33,12 @@ def require_chromium() -> None:
 
 
 @asynccontextmanager
-async def chromium() -> AsyncIterator[Browser]:
+async def chromium(extra_flags: list[str] | None = None) -> AsyncIterator[Browser]:
     require_chromium()
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, args=FLAGS + (extra_flags or [])
+        )
         try:
             yield browser
         finally:

@@ -1,5 +1,6 @@
 // Chat list with per-message status, live polls, counters and connection status,
 // shared by the host and viewer pages.
+import { formatList, formatNumber, formatTime, onLanguageChange, t } from "./i18n.js";
 import { explain } from "./room.js";
 import { chatLine, el, pollCard } from "./ui.js";
 
@@ -13,6 +14,7 @@ export class ChatList {
     this.pendingByCid = new Map();
     this.counter = 0;
     conn.on("chat", (m) => this.add(m));
+    list.addEventListener("send", (e) => this.send(e.detail));
     conn.on("chat.deleted", (e) => {
       const line = this.bySeq.get(e.seq);
       if (line) line.remove();
@@ -42,27 +44,27 @@ export class ChatList {
     cid = cid || `${Date.now().toString(36)}-${(this.counter++).toString(36)}`;
     let line = this.pendingByCid.get(cid);
     if (!line) {
-      line = el("li", { class: "chat-line pending" }, el("span", { class: "who", text: "You" }), el("span", { class: "text", text }));
-      const state = el("span", { class: "state", text: "sending…" });
+      line = el("li", { class: "chat-line pending" }, el("span", { class: "who", text: t("chat.you") }), el("span", { class: "text", text }));
+      const state = el("span", { class: "state", text: t("chat.sending") });
       line.append(state);
       this.pendingByCid.set(cid, line);
       this.list.append(line);
       this.list.scrollTop = this.list.scrollHeight;
     }
     const state = line.querySelector(".state");
-    state.textContent = "sending…";
+    state.textContent = t("chat.sending");
     try {
       const ok = await this.conn.request("chat.send", { text, cid });
       if (this.bySeq.has(ok.seq)) {
         line.remove();
         this.pendingByCid.delete(cid);
       } else {
-        state.textContent = "sent";
+        state.textContent = t("chat.sent");
       }
       this.notice.textContent = "";
     } catch (err) {
-      state.textContent = "failed";
-      const retry = el("button", { type: "button", text: "Retry", onclick: () => { retry.remove(); this.send(text, cid); } });
+      state.textContent = t("chat.failed");
+      const retry = el("button", { type: "button", text: t("chat.retry"), onclick: () => { retry.remove(); this.send(text, cid); } });
       line.append(retry);
       this.notice.textContent = explain(err);
     }
@@ -79,6 +81,7 @@ export class Polls {
     this.polls = new Map();
     conn.on("poll.opened", (e) => this.put(e.poll));
     conn.on("poll.closed", (e) => this.put({ ...e.poll, my_vote: this.polls.get(e.poll.id)?.my_vote }));
+    onLanguageChange(() => this.render());
     conn.on("poll.tally", (e) => {
       const poll = this.polls.get(e.poll);
       if (!poll) return;
@@ -121,29 +124,44 @@ export class Polls {
 }
 
 export function bindStatus(conn, badge, notice) {
-  conn.on("status", ({ state, error, gap }) => {
+  let state = "connecting";
+  let lastNotice = null;
+  const show = () => {
     badge.className = `status ${state}`;
-    badge.textContent = state === "live" ? "connected" : state === "away" ? "reconnecting…" : "error";
-    if (error) notice.textContent = explain(error);
-    else if (gap) notice.textContent = "Some older messages are no longer available.";
+    badge.textContent = t(`status.${state === "live" ? "live" : state}`);
+    if (lastNotice) notice.textContent = lastNotice();
+  };
+  const say = (render) => { lastNotice = render; notice.textContent = render(); };
+  onLanguageChange(show);
+  conn.on("status", ({ state: next, error, gap }) => {
+    state = next;
+    show();
+    if (error) say(() => explain(error));
+    else if (gap) say(() => t("notice.gap"));
   });
   conn.on("snapshot", (snap) => { conn.me = snap.me.user; });
-  conn.on("muted", (e) => { notice.textContent = `You are muted until ${new Date(e.until).toLocaleTimeString()}.`; });
+  conn.on("muted", (e) => say(() => t("error.muted", { time: formatTime(e.until) })));
   conn.on("kicked", (e) => {
-    badge.className = "status";
-    badge.textContent = "left";
-    notice.textContent = e.reason === "ban" ? "You were banned from this room." : e.reason === "room_ended" ? "The live session has ended." : "You were removed from the room.";
+    state = "left";
+    show();
+    say(() => t(e.reason === "ban" ? "error.banned" : e.reason === "room_ended" ? "notice.ended" : "notice.removed"));
   });
-  conn.on("room.ended", () => { notice.textContent = "The live session has ended."; });
+  conn.on("room.ended", () => say(() => t("notice.ended")));
 }
 
 export function bindCounters(conn, members, likes) {
   conn.on("snapshot", (snap) => {
-    members.textContent = String(snap.room.members);
-    likes.textContent = String(snap.room.likes);
+    members.textContent = formatNumber(snap.room.members);
+    likes.textContent = formatNumber(snap.room.likes);
   });
-  conn.on("presence", (e) => { members.textContent = String(e.members); });
-  conn.on("likes", (e) => { likes.textContent = String(e.total); });
+  conn.on("presence", (e) => { members.textContent = formatNumber(e.members); });
+  conn.on("likes", (e) => { likes.textContent = formatNumber(e.total); });
+}
+
+export function bindAnnouncement(conn, box) {
+  const show = (message) => { box.textContent = message ? `📢 ${message.text}` : ""; };
+  conn.on("snapshot", (snap) => show(snap.room.announcement));
+  conn.on("announcement", (e) => show(e.message));
 }
 
 // Running lucky draws and the last result, with the commitment so anyone can check.
@@ -161,24 +179,26 @@ export class Draws {
     conn.on("draw.started", (e) => { this.running.set(e.draw.id, e.draw); this.render(); });
     conn.on("draw.entries", (e) => { this.counts.set(e.draw, e.count); this.render(); });
     conn.on("draw.result", (e) => { this.running.delete(e.draw.id); this.last = e.draw; this.render(); });
+    onLanguageChange(() => this.render());
   }
 
   render() {
     const cards = [];
     for (const draw of this.running.values()) {
-      const rule = draw.eligibility === "keyword" ? `Type “${draw.keyword}” in the chat to enter` :
-        draw.eligibility === "voted" ? "Everyone who votes in the poll enters" : "Everyone here enters";
+      const rule = t(`draw.rule.${draw.eligibility}`, { keyword: draw.keyword || "" });
+      const count = this.counts.get(draw.id) ?? 0;
       cards.push(el("div", { class: "draw", "data-draw": draw.id },
-        el("div", { class: "title", text: `🎁 ${draw.prize} × ${draw.winners_count}` }),
+        el("div", { class: "title", text: t("draw.title", { prize: draw.prize, count: draw.winners_count }) }),
         el("div", { class: "rule", text: rule }),
-        el("div", { class: "meta", text: `Entries: ${this.counts.get(draw.id) ?? 0} · ends ${new Date(draw.closes_at).toLocaleTimeString()}` }),
-        el("div", { class: "commitment", text: `Commitment: ${draw.commitment.slice(0, 16)}…` })));
+        el("div", { class: "meta", "data-count": String(count), text: t("draw.status", { count, time: formatTime(draw.closes_at) }) }),
+        el("div", { class: "commitment", text: t("draw.commitment", { value: draw.commitment.slice(0, 16) }) })));
     }
     if (this.last) {
+      const winners = this.last.winners.length ? t("draw.winnersList", { list: formatList(this.last.winners) }) : t("draw.nobody");
       cards.push(el("div", { class: "draw result", "data-draw": this.last.id },
-        el("div", { class: "title", text: `🎉 ${this.last.prize}` }),
-        el("div", { class: "winners", text: `Winners: ${this.last.winners.join(", ") || "nobody entered"}` }),
-        el("div", { class: "meta", text: `${this.last.entries} entries · seed ${this.last.seed.slice(0, 16)}…` })));
+        el("div", { class: "title", text: t("draw.resultTitle", { prize: this.last.prize }) }),
+        el("div", { class: "winners", "data-winners": this.last.winners.join(","), text: winners }),
+        el("div", { class: "meta", text: t("draw.resultMeta", { count: this.last.entries, seed: this.last.seed.slice(0, 16) }) })));
     }
     this.box.replaceChildren(...cards);
   }

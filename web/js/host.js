@@ -1,34 +1,41 @@
+import { applyStatic, languagePicker, onLanguageChange, t } from "./i18n.js";
 import { RoomConnection, explain, linkParams } from "./room.js";
 import { el, productCard } from "./ui.js";
-import { ChatList, Draws, Polls, bindCounters, bindStatus } from "./common.js";
+import { ChatList, Draws, Polls, bindAnnouncement, bindCounters, bindStatus } from "./common.js";
+
+applyStatic();
+languagePicker(document.getElementById("lang"));
 
 const { room, token } = linkParams();
 const conn = new RoomConnection(room, token);
 const notice = document.getElementById("notice");
+const say = (text) => { notice.textContent = text; };
 
-const act = (t, fields) => conn.request(t, fields).catch((err) => { notice.textContent = explain(err); });
+const act = (type, fields) => conn.request(type, fields).catch((err) => say(explain(err)));
 const moderation = (m) => m.role === "member" ? [
-  el("button", { type: "button", title: "Delete", text: "🗑", onclick: () => act("mod.delete", { seq: m.seq }) }),
-  el("button", { type: "button", title: "Mute 10 min", text: "🔇", onclick: () => act("mod.mute", { user: m.user, seconds: 600 }) }),
-  el("button", { type: "button", title: "Kick", text: "⏏", onclick: () => act("mod.kick", { user: m.user }) }),
-  el("button", { type: "button", title: "Ban", text: "⛔", onclick: () => act("mod.ban", { user: m.user }) }),
+  el("button", { type: "button", title: t("action.delete"), "aria-label": t("action.delete"), text: "🗑", onclick: () => act("mod.delete", { seq: m.seq }) }),
+  el("button", { type: "button", title: t("action.mute"), "aria-label": t("action.mute"), text: "🔇", onclick: () => act("mod.mute", { user: m.user, seconds: 600 }) }),
+  el("button", { type: "button", title: t("action.kick"), "aria-label": t("action.kick"), text: "⏏", onclick: () => act("mod.kick", { user: m.user }) }),
+  el("button", { type: "button", title: t("action.ban"), "aria-label": t("action.ban"), text: "⛔", onclick: () => act("mod.ban", { user: m.user }) }),
 ] : [];
-const chat = new ChatList(document.getElementById("chat"), conn, notice, moderation);
+new ChatList(document.getElementById("chat"), conn, notice, moderation);
 const polls = new Polls(document.getElementById("polls"), conn, notice, false, (poll) =>
-  poll.open ? [el("button", { type: "button", text: "Close poll", onclick: () => act("poll.close", { poll: poll.id }) })] : []);
-
+  poll.open ? [el("button", { type: "button", text: t("poll.close"), onclick: () => act("poll.close", { poll: poll.id }) })] : []);
 new Draws(document.getElementById("draws"), conn);
+
 bindStatus(conn, document.getElementById("status"), notice);
 bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));
+bindAnnouncement(conn, document.getElementById("announcement"));
 
 const hands = new Map();
 const cohosts = new Set();
 function renderStage() {
   document.getElementById("hands").replaceChildren(...[...hands].map(([user, name]) =>
-    el("li", {}, el("span", { text: name }), el("button", { type: "button", text: "Invite", onclick: () => act("cohost.invite", { user }) }))));
+    el("li", {}, el("span", { text: name }), el("button", { type: "button", text: t("action.invite"), onclick: () => act("cohost.invite", { user }) }))));
   document.getElementById("cohosts").replaceChildren(...[...cohosts].map((user) =>
-    el("li", {}, el("span", { text: user }), el("button", { type: "button", text: "End", onclick: () => act("cohost.end", { user }) }))));
+    el("li", {}, el("span", { text: user }), el("button", { type: "button", text: t("action.end"), onclick: () => act("cohost.end", { user }) }))));
 }
+onLanguageChange(renderStage);
 
 conn.on("snapshot", (snap) => {
   document.getElementById("title").textContent = snap.room.title;
@@ -42,34 +49,25 @@ conn.on("product.pinned", (e) => document.getElementById("product").replaceChild
 conn.on("cohost.requested", (e) => { hands.set(e.user, e.name); renderStage(); });
 conn.on("cohost.joined", (e) => { hands.delete(e.user); cohosts.add(e.user); renderStage(); });
 conn.on("cohost.left", (e) => { cohosts.delete(e.user); renderStage(); });
-conn.on("cohost.declined", (e) => { hands.delete(e.user); notice.textContent = "The invitation was declined."; renderStage(); });
+conn.on("cohost.declined", (e) => { hands.delete(e.user); say(t("notice.declined")); renderStage(); });
 
 document.getElementById("chat-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const input = document.getElementById("chat-input");
-  chat.send(input.value);
+  document.getElementById("chat").dispatchEvent(new CustomEvent("send", { detail: input.value }));
   input.value = "";
 });
 document.getElementById("poll-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   const question = document.getElementById("poll-question").value.trim();
-  const options = document.getElementById("poll-options").value.split(",").map((s) => s.trim()).filter(Boolean);
+  const options = document.getElementById("poll-options").value.split(/[,，]/).map((s) => s.trim()).filter(Boolean);
   const duration = Number(document.getElementById("poll-duration").value);
   const fields = { question, options };
   if (duration > 0) fields.duration_s = duration;
   try {
     await conn.request("poll.create", fields);
     event.target.reset();
-  } catch (err) { notice.textContent = explain(err); }
-});
-document.getElementById("product-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const product = { id: `p-${Date.now().toString(36)}`, title: document.getElementById("p-title").value.trim() };
-  for (const [field, id] of [["price", "p-price"], ["currency", "p-currency"], ["image", "p-image"], ["url", "p-url"]]) {
-    const value = document.getElementById(id).value.trim();
-    if (value) product[field] = field === "currency" ? value.toUpperCase() : value;
-  }
-  await act("product.pin", { product });
+  } catch (err) { say(explain(err)); }
 });
 document.getElementById("draw-form").addEventListener("submit", async (event) => {
   event.preventDefault();
@@ -83,16 +81,25 @@ document.getElementById("draw-form").addEventListener("submit", async (event) =>
   if (kind === "keyword") fields.keyword = document.getElementById("draw-keyword").value.trim();
   if (kind === "voted") {
     const latest = [...polls.polls.keys()].pop();
-    if (!latest) { notice.textContent = "Start a poll first."; return; }
+    if (!latest) { say(t("notice.pollFirst")); return; }
     fields.poll = latest;
   }
-  try { await conn.request("draw.start", fields); } catch (err) { notice.textContent = explain(err); }
+  try { await conn.request("draw.start", fields); } catch (err) { say(explain(err)); }
+});
+document.getElementById("product-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const product = { id: `p-${Date.now().toString(36)}`, title: document.getElementById("p-title").value.trim() };
+  for (const [field, id] of [["price", "p-price"], ["currency", "p-currency"], ["image", "p-image"], ["url", "p-url"]]) {
+    const value = document.getElementById(id).value.trim();
+    if (value) product[field] = field === "currency" ? value.toUpperCase() : value;
+  }
+  await act("product.pin", { product });
 });
 document.getElementById("unpin").addEventListener("click", () => act("product.unpin"));
 document.getElementById("end-room").addEventListener("click", () => {
-  if (confirm("End the live session for everyone?")) act("room.end");
+  if (confirm(t("notice.confirmEnd"))) act("room.end");
 });
 
-if (!room || !token) notice.textContent = "This link has no room token.";
+if (!room || !token) say(t("notice.noToken"));
 else conn.connect();
 window.roomConnection = conn;

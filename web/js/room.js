@@ -1,3 +1,5 @@
+import { formatTime, has, t } from "./i18n.js";
+
 // A room connection: one WebSocket, requests matched to answers by id, events to
 // listeners, and automatic reconnect that resumes chat with `since` so nothing is
 // shown twice or lost. Text from the network is only ever inserted as text by the
@@ -136,17 +138,10 @@ export function tokenClaims(token) {
 }
 
 export function explain(err) {
-  const until = err.reply && err.reply.until ? new Date(err.reply.until).toLocaleTimeString() : "";
-  switch (err.code) {
-    case "muted": return `You are muted until ${until}.`;
-    case "rate_limited": return `Slow down: try again in ${Math.ceil((err.reply.retry_after_ms || 1000) / 1000)} s.`;
-    case "blocked": return "That message was refused by the room's filter.";
-    case "banned": return "You are banned from this room.";
-    case "unauthorized": return "This link is not valid (anymore).";
-    case "not_found": return "This room does not exist or has ended.";
-    case "already_voted": return "You already voted.";
-    case "poll_closed": return "This poll is closed.";
-    case "disconnected": return "Not connected; retrying…";
-    default: return err.message || err.code;
+  const reply = err.reply || {};
+  if (err.code === "muted") return t("error.muted", { time: formatTime(reply.until || Date.now()) });
+  if (err.code === "rate_limited") {
+    return t("error.rate_limited", { count: Math.max(1, Math.ceil((reply.retry_after_ms || 1000) / 1000)) });
   }
+  return has(`error.${err.code}`) ? t(`error.${err.code}`) : t("error.internal");
 }

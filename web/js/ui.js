@@ -1,5 +1,7 @@
 // Page building blocks shared by the host and viewer pages. Everything from the
-// network goes in with textContent, never innerHTML.
+// network goes in with textContent, never innerHTML; every word of ours comes from
+// the catalogue.
+import { formatPrice, t } from "./i18n.js";
 
 export function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -30,11 +32,12 @@ export function pollCard(poll, onVote) {
     bar.style.width = `${share}%`;
     row.append(bar, el("span", { class: "label", text: option.text }), el("span", { class: "count", text: `${option.votes}` }));
     if (onVote && poll.open && poll.my_vote === undefined) {
-      row.append(el("button", { text: "Vote", onclick: () => onVote(poll, index) }));
+      row.append(el("button", { type: "button", text: t("poll.vote"), onclick: () => onVote(poll, index) }));
     }
     card.append(row);
   });
-  card.append(el("div", { class: "meta", text: poll.open ? `${poll.total} votes` : `Closed · ${poll.total} votes` }));
+  const meta = t(poll.open ? "poll.votes" : "poll.closedVotes", { count: poll.total });
+  card.append(el("div", { class: "meta", text: meta }));
   return card;
 }
 
@@ -43,7 +46,7 @@ export function productCard(product) {
   if (!product) return card;
   if (product.image) card.append(el("img", { src: product.image, alt: "" }));
   card.append(el("div", { class: "title", text: product.title }));
-  if (product.price) card.append(el("div", { class: "price", text: `${product.price} ${product.currency || ""}` }));
-  if (product.url) card.append(el("a", { href: product.url, target: "_blank", rel: "noopener", text: "View product" }));
+  if (product.price) card.append(el("div", { class: "price", text: formatPrice(product.price, product.currency) }));
+  if (product.url) card.append(el("a", { href: product.url, target: "_blank", rel: "noopener", text: t("product.view") }));
   return card;
 }
