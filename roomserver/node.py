@@ -347,6 +347,7 @@ class Node:
             await self._member_changed(state, who, "member.left")
         if emptied:
             await self.broker.unsubscribe(room)
+            self._release_room(room)
 
     async def _member_changed(self, state: RoomState, who: Identity, kind: str) -> None:
         if self.settings.webhook_member_events:
@@ -703,6 +704,18 @@ class Node:
         if self.media is not None:
             await self.media.room_ended(room)
         return True
+
+    def _release_room(self, room: str) -> None:
+        """Drop local state of a room with no local members; the broker keeps what counts."""
+        if self.hub.conns(room):
+            return
+        state = self.rooms.get(room)
+        if state is not None and not state.present:
+            del self.rooms[room]
+            self._presence_sent.pop(room, None)
+            for key in [k for k in self._throttles if k[0] == room]:
+                if key not in self._timers:
+                    del self._throttles[key]
 
     def _forget_room(self, room: str) -> None:
         self.rooms.pop(room, None)

@@ -37,6 +37,7 @@ class _SharedRoom:
     present: set[str] = field(default_factory=set)
     likes: int = 0
     counters: RoomCounters = field(default_factory=RoomCounters)
+    control: dict[str, Any] | None = None
     draws: dict[str, dict[str, Any]] = field(default_factory=dict)
     draw_entries: dict[str, set[str]] = field(default_factory=dict)
     log: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=ROOM_LOG_LIMIT))
@@ -169,13 +170,19 @@ class MemoryBroker:
             for p in book.visible(now_ms)
         ]
 
-    # control state: the node's own RoomState is the only copy
+    # control state: kept here so a node may drop a room nobody is in
 
     async def refresh_control(self, state: RoomState) -> None:
-        return None
+        shared = self._rooms.get(state.id)
+        if shared is not None and shared.control is not None:
+            state.load_control(shared.control)
 
     async def update_control(self, state: RoomState, change: ControlChange) -> list[Envelope]:
+        shared = self._room(state.id)
+        if shared.control is not None:
+            state.load_control(shared.control)
         envelopes = change(state)
+        shared.control = state.control_to_wire()
         for envelope in envelopes:
             self._deliver(state.id, envelope)
         return envelopes

@@ -224,3 +224,24 @@ async def test_second_connection_of_a_user_counts_once(server: Server) -> None:
     await server.member("dup", "same")
     status, body = await server.api("GET", "/api/rooms/dup")
     assert status == 200 and body["members"] == 2
+
+
+async def test_an_empty_room_leaves_no_local_state_and_keeps_its_rules(server: Server) -> None:
+    await server.create_room("gone")
+    host, _ = await server.member("gone", "h", "host")
+    member, _ = await server.member("gone", "m")
+    await host.request("mod.ban", room="gone", user="m")
+    await host.request("product.pin", room="gone", product={"id": "p", "title": "Kit"})
+    await host.close()
+    await member.close()
+    for _ in range(100):
+        if "gone" not in server.node.rooms:
+            break
+        await asyncio.sleep(0.02)
+    assert "gone" not in server.node.rooms
+    again = await server.connect()
+    assert (await again.call("join", room="gone", token=server.token("gone", "m")))[
+        "code"
+    ] == "banned"
+    _, snap = await server.member("gone", "other")
+    assert snap["room"]["pinned"] == {"id": "p", "title": "Kit"} and snap["room"]["host"] == "h"

@@ -83,6 +83,7 @@ EXPECTED: dict[str, set[str]] = {
     "mod.delete": _STAFF_ROLES,
     "cohost.invite": _HOST_ROLE,
     "room.end": _HOST_ROLE,
+    "draw.start": _STAFF_ROLES,
 }
 
 
