@@ -18,7 +18,8 @@ Invariants:
   are typed TOML (numbers, booleans, arrays of strings for lists); a key the
   table does not know is an error, never silently ignored. Relative paths in
   a file are relative to the file's folder.
-- The secret is only ever shown masked (:func:`render`).
+- The secret, and passwords in the Redis and TURN URLs, are only ever shown
+  masked (:func:`render`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import difflib
 import math
 import os
+import re
 import secrets
 import ssl
 import tomllib
@@ -447,12 +449,28 @@ def _toml_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
+_URL_PASSWORD = re.compile(r"^([a-z][a-z0-9+.-]*:(?://)?[^:@/]*:)[^@/]+@", re.IGNORECASE)
+
+
+def mask_password(url: str) -> str:
+    """``redis://:pw@host`` -> ``redis://:****@host``; also ``turn:user:pw@host``."""
+    return _URL_PASSWORD.sub(r"\1****@", url)
+
+
 def render(settings: Settings, sources: Mapping[str, str] | None = None) -> str:
-    """The effective settings as TOML, each with its source; the secret is masked."""
+    """The effective settings as TOML, each with its source.
+
+    The secret, and passwords inside the Redis and TURN URLs, are masked: this
+    output is meant to be pasted into tickets and chats.
+    """
     sources = sources or {}
     lines: list[str] = []
     for opt in OPTIONS:
         value = getattr(settings, opt.name)
+        if opt.name == "redis":
+            value = mask_password(value)
+        elif opt.name == "ice_server":
+            value = tuple(mask_password(url) for url in value)
         where = f"  # {sources[opt.name]}" if opt.name in sources else ""
         if opt.name == "secret":
             if settings.secret_generated:

@@ -192,7 +192,9 @@ def setup(
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]  # the only way out, so nothing is written unfiltered
+    root.setLevel(level.upper())
     logging.captureWarnings(True)
     return handler
 
@@ -214,13 +216,17 @@ class AccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         if not self.logger.isEnabledFor(logging.INFO):
             return
-        peer = client_address(
-            request.remote or "", request.headers.getall("X-Forwarded-For", ()), self.trusted
+        headers = request.headers
+        # A request the parser refused carries a plain dict of headers, not a multidict.
+        getall = getattr(headers, "getall", None)
+        forwarded = (
+            getall("X-Forwarded-For", ()) if getall else [headers.get("X-Forwarded-For", "")]
         )
+        peer = client_address(request.remote or "", forwarded, self.trusted)
         path = request.raw_path.split("#", 1)[0]
         path = _PAIR.sub(lambda found: found.group(1) + REDACTED, path)
         extra: dict[str, Any] = {"peer": peer}
-        request_id = request.headers.get("X-Request-Id")
+        request_id = headers.get("X-Request-Id")
         if request_id:
             extra["request_id"] = request_id[:64]
         self.logger.info(

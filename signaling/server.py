@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from roomserver.hub import Conn
+from roomserver.netaddr import client_address, networks
 from roomserver.node import Node
 from signaling.codec import CODECS, codec_for
 from signaling.session import CLOSE_POLICY, MAX_FRAME_BYTES, Session
@@ -23,7 +25,7 @@ from signaling.session import CLOSE_POLICY, MAX_FRAME_BYTES, Session
 log = logging.getLogger(__name__)
 
 NODE_KEY = web.AppKey("node", Node)
-LINKS_KEY = web.AppKey("links", set)
+LINKS_KEY: web.AppKey[set[Any]] = web.AppKey("links", set)
 CLOSE_GOING_AWAY = 1001
 SUBPROTOCOLS = tuple(CODECS)
 CLOSE_TIMEOUT_S = 2.0
@@ -34,7 +36,12 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE_KEY]
     if node.draining:
         raise web.HTTPServiceUnavailable(text="this node is shutting down; connect to another")
-    conn = Conn(codec_for(None), peer=request.remote or "", limit=node.settings.send_queue_limit)
+    peer = client_address(
+        request.remote or "",
+        request.headers.getall("X-Forwarded-For", ()),
+        networks(node.settings.trusted_proxy),
+    )
+    conn = Conn(codec_for(None), peer=peer, limit=node.settings.send_queue_limit)
     if not node.open_connection(conn):
         raise web.HTTPTooManyRequests(text="too many connections from this address")
     ws = web.WebSocketResponse(
@@ -91,7 +98,8 @@ async def close_all(app: web.Application) -> None:
     """
     node = app[NODE_KEY]
     node.draining = True
-    links: list[_Link] = list(app[LINKS_KEY])
+    live: set[_Link] = app[LINKS_KEY]
+    links = list(live)
     for link in links:
         link.conn.answer({"t": "reconnect", "reason": "shutdown", "retry_after_ms": 500})
     deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S

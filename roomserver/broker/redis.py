@@ -111,10 +111,32 @@ redis.call('PUBLISH', KEYS[4], 'C' .. seq .. ' ' .. ARGV[1])
 return {1, seq}
 """
 
+# Folds a member count into the presence analytics; mirrors
+# roomserver.stats.PresenceFold.sample. Prepended to the scripts that use it.
+_FOLD_PRESENCE = """
+local function fold_presence(key, ts, n)
+  if redis.call('HEXISTS', key, 'first_ts') == 0 then
+    redis.call('HSET', key, 'first_ts', ts, 'last_ts', ts)
+  else
+    local last = tonumber(redis.call('HGET', key, 'last_ts'))
+    if ts > last then
+      local last_n = tonumber(redis.call('HGET', key, 'last_n') or '0')
+      redis.call('HINCRBYFLOAT', key, 'area', last_n * (ts - last))
+      redis.call('HSET', key, 'last_ts', ts)
+    end
+  end
+  redis.call('HSET', key, 'last_n', n)
+  local peak = tonumber(redis.call('HGET', key, 'peak') or '0')
+  if n > peak then redis.call('HSET', key, 'peak', n) end
+end
+"""
+
 # Joins (ARGV[1] = 1) or leaves (0) a member on this node, then folds the room's
 # new total into the presence analytics. KEYS: this node's users hash, nodes
 # set, known hash, stats hash; every key shares the room's hash tag.
-_MEMBER = """
+_MEMBER = (
+    _FOLD_PRESENCE
+    + """
 if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], ARGV[2], 1)
   redis.call('EXPIRE', KEYS[1], ARGV[5])
@@ -127,22 +149,10 @@ local total = 0
 for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   total = total + redis.call('HLEN', ARGV[7] .. node)
 end
-local ts = tonumber(ARGV[4])
-if redis.call('HEXISTS', KEYS[4], 'first_ts') == 0 then
-  redis.call('HSET', KEYS[4], 'first_ts', ts, 'last_ts', ts)
-else
-  local last = tonumber(redis.call('HGET', KEYS[4], 'last_ts'))
-  if ts > last then
-    local last_n = tonumber(redis.call('HGET', KEYS[4], 'last_n') or '0')
-    redis.call('HINCRBYFLOAT', KEYS[4], 'area', last_n * (ts - last))
-    redis.call('HSET', KEYS[4], 'last_ts', ts)
-  end
-end
-redis.call('HSET', KEYS[4], 'last_n', total)
-local peak = tonumber(redis.call('HGET', KEYS[4], 'peak') or '0')
-if total > peak then redis.call('HSET', KEYS[4], 'peak', total) end
+fold_presence(KEYS[4], tonumber(ARGV[4]), total)
 return total
 """
+)
 
 _DRAW_ENTER = """
 if redis.call('HGET', KEYS[1], 'open') ~= '1' then
@@ -160,25 +170,13 @@ redis.call('HSET', KEYS[1], 'open', '0')
 return 1
 """
 
-# Mirrors roomserver.stats.PresenceFold.sample.
-_SAMPLE_PRESENCE = """
-local ts = tonumber(ARGV[1])
-local n = tonumber(ARGV[2])
-if redis.call('HEXISTS', KEYS[1], 'first_ts') == 0 then
-  redis.call('HSET', KEYS[1], 'first_ts', ts, 'last_ts', ts)
-else
-  local last = tonumber(redis.call('HGET', KEYS[1], 'last_ts'))
-  if ts > last then
-    local last_n = tonumber(redis.call('HGET', KEYS[1], 'last_n') or '0')
-    redis.call('HINCRBYFLOAT', KEYS[1], 'area', last_n * (ts - last))
-    redis.call('HSET', KEYS[1], 'last_ts', ts)
-  end
-end
-redis.call('HSET', KEYS[1], 'last_n', n)
-local peak = tonumber(redis.call('HGET', KEYS[1], 'peak') or '0')
-if n > peak then redis.call('HSET', KEYS[1], 'peak', n) end
+_SAMPLE_PRESENCE = (
+    _FOLD_PRESENCE
+    + """
+fold_presence(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
 return 1
 """
+)
 
 _CREATE_ROOM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
