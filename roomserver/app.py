@@ -16,6 +16,10 @@ from roomserver.node import MediaBackend, Node
 from signaling.server import LINKS_KEY, NODE_KEY, close_all, websocket_handler
 
 MAX_HTTP_BODY = 64 * 1024
+#: A connection that has not sent a whole HTTP request (a WebSocket handshake or an
+#: API call) within this time is closed, so slow or stalled handshakes cannot pile up.
+#: aiohttp applies the same time to idle keep-alive connections between requests.
+HANDSHAKE_TIMEOUT_S = 15.0
 log = logging.getLogger(__name__)
 
 

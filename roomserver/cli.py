@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from roomserver import config, logs
-from roomserver.app import build_app
+from roomserver.app import HANDSHAKE_TIMEOUT_S, build_app
 from roomserver.auth import DEFAULT_TTL_S, mint_token
 from roomserver.config import ConfigError, Settings
 from roomserver.ids import Role
@@ -112,6 +112,7 @@ async def serve_forever(settings: Settings, context: ssl.SSLContext | None = Non
         access_log_class=logs.access_logger_class(networks(settings.trusted_proxy)),
         handle_signals=False,
         shutdown_timeout=5.0,
+        keepalive_timeout=HANDSHAKE_TIMEOUT_S,
     )
     await runner.setup()
     site = web.TCPSite(

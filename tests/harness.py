@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from roomserver import config
-from roomserver.app import build_app
+from roomserver.app import HANDSHAKE_TIMEOUT_S, build_app
 from roomserver.auth import mint_token
 from roomserver.broker.base import Broker
 from roomserver.config import Settings
@@ -94,11 +94,15 @@ class Server:
 
 @asynccontextmanager
 async def running_server(
-    settings: Settings | None = None, broker: Broker | None = None
+    settings: Settings | None = None,
+    broker: Broker | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT_S,
 ) -> AsyncIterator[Server]:
     settings = settings or make_settings()
     app = build_app(settings, broker)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, keepalive_timeout=handshake_timeout
+    )
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

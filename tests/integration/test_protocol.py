@@ -214,3 +214,28 @@ async def test_joins_per_address_are_rate_limited() -> None:
         limited = await client.call("join", room="j", token=srv.token("j", "x"))
         if limited["t"] == "error":
             assert limited["retry_after_ms"] > 0
+
+
+async def test_slow_handshakes_are_cut_off_and_others_are_served() -> None:
+    async with running_server(handshake_timeout=1.0) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        stalled = []
+        for _ in range(50):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+            await writer.drain()
+            stalled.append((reader, writer))
+        # Meanwhile a normal client gets in and is served at once.
+        client = await srv.connect()
+        assert (await client.request("ping"))["t"] == "ok"
+        # The stalled ones never finished their request and are closed by the server.
+        closed = 0
+        for reader, writer in stalled:
+            try:
+                data = await asyncio.wait_for(reader.read(), 4)
+            except TimeoutError:
+                data = b"still open"
+            closed += data == b""
+            writer.close()
+        assert closed == len(stalled)
+        assert (await client.request("ping"))["t"] == "ok"  # a live socket is not cut off
