@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from roomserver import config, logs
+from roomserver import config, logs, verify_draw
 from roomserver.app import HANDSHAKE_TIMEOUT_S, build_app
 from roomserver.auth import DEFAULT_TTL_S, mint_token
 from roomserver.config import ConfigError, Settings
@@ -55,7 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     check_file.add_argument("file", type=Path, help="the TOML file")
 
+    verify = commands.add_parser("verify-draw", help="recompute a published lucky draw")
+    verify.add_argument("file", help="JSON of a draw.result event, its draw, or its webhook")
+
     args = parser.parse_args(argv)
+    if args.command == "verify-draw":
+        return verify_draw.run(args.file)
     try:
         if args.command == "token":
             return _token(args)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from roomserver.draws import commitment, select_winners
@@ -44,3 +46,16 @@ def test_rejects_tampered_winners(tmp_path: Path) -> None:
 
 def test_unreadable_file(tmp_path: Path) -> None:
     assert run(str(tmp_path / "missing.json")) == 2
+
+
+def test_the_cli_subcommand(tmp_path: Path) -> None:
+    path = tmp_path / "draw.json"
+    path.write_text(json.dumps({"t": "draw.result", "room": "r", "draw": result()}))
+    done = subprocess.run(
+        [sys.executable, "-m", "roomserver.cli", "verify-draw", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout
