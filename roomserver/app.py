@@ -20,6 +20,10 @@ MAX_HTTP_BODY = 64 * 1024
 #: API call) within this time is closed, so slow or stalled handshakes cannot pile up.
 #: aiohttp applies the same time to idle keep-alive connections between requests.
 HANDSHAKE_TIMEOUT_S = 15.0
+#: Pending TCP connections the kernel may queue: a launch-night burst of joins would
+#: overflow aiohttp's default of 128, and every dropped SYN costs the client 1-3 s.
+#: The kernel caps it at net.core.somaxconn (4096 on current Linux).
+LISTEN_BACKLOG = 4096
 log = logging.getLogger(__name__)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from aiohttp import web
 
 from roomserver import config, logs, verify_draw
-from roomserver.app import HANDSHAKE_TIMEOUT_S, build_app
+from roomserver.app import HANDSHAKE_TIMEOUT_S, LISTEN_BACKLOG, build_app
 from roomserver.auth import DEFAULT_TTL_S, mint_token
 from roomserver.config import ConfigError, Settings
 from roomserver.ids import Role
@@ -121,7 +121,12 @@ async def serve_forever(settings: Settings, context: ssl.SSLContext | None = Non
     )
     await runner.setup()
     site = web.TCPSite(
-        runner, settings.host, settings.port, reuse_address=True, ssl_context=context
+        runner,
+        settings.host,
+        settings.port,
+        reuse_address=True,
+        ssl_context=context,
+        backlog=LISTEN_BACKLOG,
     )
     await site.start()
     port = _bound_port(site, settings.port)
