@@ -2,12 +2,18 @@
 
 Invariants:
 
-* An event is encoded at most once per encoding per delivery; every
-  connection of that encoding gets the same bytes object.
-* Producers never wait: :meth:`Conn.push` appends to a bounded outbox. A
-  connection whose outbox passes its limit is marked ``overflowed`` and its
-  writer closes it; it resumes with ``since`` on reconnect. A slow client can
-  therefore never slow a room.
+* An event is encoded at most once per encoding per delivery, and its whole
+  WebSocket frame is built once too: every connection of that encoding that
+  has nothing else queued is handed the same frame bytes.
+* Producers never wait: :meth:`Conn.push` appends to an outbox and marks the
+  connection dirty. Once per loop iteration the :class:`Flusher` writes each
+  dirty connection's outbox straight to its transport, several messages in
+  one frame when several queued up. No task wakes per member per message.
+* Every outbox is bounded. When a transport's kernel buffer backs up past
+  ``HIGH_WATER`` bytes the connection is paused and messages wait in its
+  outbox; an outbox that passes its limit marks the connection
+  ``overflowed``, and it is dropped (it resumes with ``since``). A slow client
+  can therefore never slow a room.
 * While a connection is joining a room, that room's events are held back in
   ``joining`` and released after the snapshot, so nothing falls between the
   snapshot and the live stream, and no chat message is given twice.
@@ -17,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from roomserver.events import Envelope
 from roomserver.ids import Identity
@@ -27,15 +34,104 @@ from signaling.codec import Codec
 
 _conn_ids = itertools.count(1)
 
+OPCODE_TEXT = 0x1
+OPCODE_BINARY = 0x2
+#: Bytes waiting in a transport beyond which a connection stops being written to.
+HIGH_WATER = 256 * 1024
+#: How often paused connections are looked at again.
+RECHECK_S = 0.02
+
+
+def ws_frame(opcode: int, payload: bytes) -> bytes:
+    """One final, unmasked WebSocket frame (server to client, RFC 6455 section 5.2)."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((0x80 | opcode, size))
+    elif size < 65_536:
+        header = struct.pack("!BBH", 0x80 | opcode, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 127, size)
+    return header + payload
+
+
+class Transport(Protocol):
+    """The part of an asyncio transport the hub writes through."""
+
+    def write(self, data: bytes) -> None: ...
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+
+
+class Flusher:
+    """Writes every dirty connection once per loop iteration."""
+
+    def __init__(self) -> None:
+        self._dirty: list[Conn] = []
+        self._scheduled = False
+        self._paused: set[Conn] = set()
+        self._rechecking = False
+
+    def mark(self, conn: Conn) -> None:
+        self._dirty.append(conn)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            if conn.flush():
+                self._pause(conn)
+
+    def _pause(self, conn: Conn) -> None:
+        self._paused.add(conn)
+        if not self._rechecking:
+            self._rechecking = True
+            asyncio.get_running_loop().call_later(RECHECK_S, self._recheck)
+
+    def _recheck(self) -> None:
+        self._rechecking = False
+        for conn in list(self._paused):
+            if conn.closed or conn.overflowed:
+                self._paused.discard(conn)
+            elif conn.drained():
+                self._paused.discard(conn)
+                if conn.flush():
+                    self._paused.add(conn)
+        if self._paused:
+            self._rechecking = True
+            asyncio.get_running_loop().call_later(RECHECK_S, self._recheck)
+
+
+_flushers: dict[asyncio.AbstractEventLoop, Flusher] = {}
+
+
+def flusher() -> Flusher:
+    """The flusher of the running loop."""
+    loop = asyncio.get_running_loop()
+    found = _flushers.get(loop)
+    if found is None:
+        for old in [other for other in _flushers if other.is_closed()]:
+            del _flushers[old]
+        found = _flushers[loop] = Flusher()
+    return found
+
 
 class Conn:
     """One client connection as the node sees it: identity per room and an outbox."""
 
     __slots__ = (
         "_closed",
+        "_dirty",
+        "_emptied",
+        "_flusher",
         "_limit",
+        "_opcode",
         "_outbox",
-        "_wake",
+        "_paused",
+        "_single",
+        "_transport",
         "codec",
         "id",
         "joining",
@@ -56,47 +152,102 @@ class Conn:
         self._closed = False
         self._limit = limit
         self._outbox: list[bytes] = []
-        self._wake = asyncio.Event()
+        self._single: bytes | None = None
+        self._dirty = False
+        self._paused = False
+        self._transport: Transport | None = None
+        self._opcode = OPCODE_BINARY if codec.binary else OPCODE_TEXT
+        self._flusher: Flusher | None = None
+        self._emptied: asyncio.Event | None = None
 
-    def push(self, data: bytes) -> None:
-        """Queue one encoded message; never blocks."""
+    def start(self, transport: Any, codec: Codec) -> None:
+        """Begin writing to ``transport`` (after the WebSocket handshake)."""
+        self.codec = codec
+        self._opcode = OPCODE_BINARY if codec.binary else OPCODE_TEXT
+        self._transport = transport
+        self._flusher = flusher()
+        if self._outbox and not self._dirty:
+            self._dirty = True
+            self._flusher.mark(self)
+
+    def set_limit(self, limit: int) -> None:
+        self._limit = limit
+
+    def push(self, data: bytes, frame: bytes | None = None) -> None:
+        """Queue one encoded message; never blocks. ``frame`` is its prebuilt frame."""
         if self._closed or self.overflowed:
             return
         if len(self._outbox) >= self._limit:
             self.overflowed = True
             self._outbox.clear()
-            self._wake.set()
+            self._single = None
             if self.on_overflow is not None:
                 self.on_overflow()
             return
         self._outbox.append(data)
-        if len(self._outbox) == 1:
-            self._wake.set()
-
-    def set_limit(self, limit: int) -> None:
-        self._limit = limit
+        self._single = frame if len(self._outbox) == 1 else None
+        if not self._dirty and not self._paused and self._flusher is not None:
+            self._dirty = True
+            self._flusher.mark(self)
 
     def answer(self, message: dict[str, Any]) -> None:
         self.push(self.codec.encode(message))
+
+    def flush(self) -> bool:
+        """Write what is queued; True when the transport is backed up (pause)."""
+        self._dirty = False
+        transport = self._transport
+        if transport is None or self._closed or not self._outbox:
+            self._signal_empty()
+            return False
+        if transport.is_closing():
+            return False
+        if self._single is not None:
+            data = self._single
+        elif len(self._outbox) == 1:
+            data = ws_frame(self._opcode, self._outbox[0])
+        else:
+            data = ws_frame(self._opcode, self.codec.join(self._outbox))
+        self._outbox = []
+        self._single = None
+        transport.write(data)
+        self._signal_empty()
+        self._paused = transport.get_write_buffer_size() > HIGH_WATER
+        return self._paused
+
+    def drained(self) -> bool:
+        """Whether a paused connection may be written to again."""
+        transport = self._transport
+        if transport is None or transport.get_write_buffer_size() > HIGH_WATER // 2:
+            return False
+        self._paused = False
+        return True
+
+    def _signal_empty(self) -> None:
+        if self._emptied is not None and not self._outbox:
+            self._emptied.set()
+
+    async def wait_empty(self, timeout: float) -> None:
+        """Wait until everything queued has been handed to the transport."""
+        if not self._outbox or self._transport is None:
+            return
+        self._emptied = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._emptied.wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            self._emptied = None
 
     @property
     def queued(self) -> int:
         return len(self._outbox)
 
-    async def next_batch(self) -> list[bytes]:
-        """Wait for queued messages and take all of them; empty when closed or overflowed."""
-        while not self._outbox and not self._closed and not self.overflowed:
-            self._wake.clear()
-            await self._wake.wait()
-        if self.overflowed or self._closed:
-            return []
-        batch, self._outbox = self._outbox, []
-        return batch
-
     def close(self) -> None:
+        """Stop writing: nothing may follow the WebSocket close frame."""
         self._closed = True
         self._outbox.clear()
-        self._wake.set()
+        self._single = None
 
     @property
     def closed(self) -> bool:
@@ -148,7 +299,7 @@ class Hub:
         members = self._rooms.get(room)
         if not members:
             return 0
-        encoded: dict[str, bytes] = {}
+        encoded: dict[str, tuple[bytes, bytes]] = {}
         broadcast = envelope.broadcast
         sent = 0
         for conn in members.values():
@@ -160,10 +311,12 @@ class Hub:
             if held is not None:
                 held.append(envelope)
                 continue
-            data = encoded.get(conn.codec.name)
-            if data is None:
-                data = encoded[conn.codec.name] = conn.codec.encode(envelope.event)
-            conn.push(data)
+            cached = encoded.get(conn.codec.name)
+            if cached is None:
+                payload = conn.codec.encode(envelope.event)
+                opcode = OPCODE_BINARY if conn.codec.binary else OPCODE_TEXT
+                cached = encoded[conn.codec.name] = (payload, ws_frame(opcode, payload))
+            conn.push(*cached)
             sent += 1
         self._metrics.events_sent.inc(amount=sent)
         return sent

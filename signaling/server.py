@@ -10,7 +10,6 @@ reading costs the room nothing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -56,7 +55,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await node.connection_closed(conn)
         raise
-    conn.codec = codec_for(ws.ws_protocol)
+    conn.start(request.transport, codec_for(ws.ws_protocol))
     session = Session(conn.codec)
     link = _Link(ws, request, conn, node)
     conn.on_overflow = link.drop_slow
@@ -103,7 +102,7 @@ async def close_all(app: web.Application) -> None:
     for link in links:
         link.conn.answer({"t": "reconnect", "reason": "shutdown", "retry_after_ms": 500})
     deadline = asyncio.get_running_loop().time() + DRAIN_TIMEOUT_S
-    while any(link.busy or link.conn.queued for link in links):
+    while any(link.busy for link in links):
         if asyncio.get_running_loop().time() > deadline:
             break
         await asyncio.sleep(0.02)
@@ -114,7 +113,7 @@ async def close_all(app: web.Application) -> None:
 
 
 class _Link:
-    """The writer side of one connection and how it ends."""
+    """How one connection ends. Writing is the hub's: see :mod:`roomserver.hub`."""
 
     def __init__(
         self, ws: web.WebSocketResponse, request: web.Request, conn: Conn, node: Node
@@ -123,20 +122,8 @@ class _Link:
         self.request = request
         self.conn = conn
         self.node = node
-        self.writer = asyncio.get_running_loop().create_task(self._write())
         self.finished = asyncio.Event()
         self.busy = False
-
-    async def _write(self) -> None:
-        conn = self.conn
-        opcode = WSMsgType.BINARY if conn.codec.binary else WSMsgType.TEXT
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            while True:
-                batch = await conn.next_batch()
-                if not batch:
-                    return
-                frame = batch[0] if len(batch) == 1 else conn.codec.join(batch)
-                await self.ws.send_frame(frame, opcode)
 
     def drop_slow(self) -> None:
         """The outbox overflowed: drop the TCP connection at once.
@@ -147,21 +134,20 @@ class _Link:
         """
         self.node.metrics.slow_disconnects.inc()
         log.info("slow client dropped conn=%d peer=%s", self.conn.id, self.conn.peer)
-        self.writer.cancel()
+        self.conn.close()
         transport = self.request.transport
         if transport is not None:
             transport.abort()
 
     async def flush_then_close(self, code: int, reason: bytes) -> None:
-        """Let the writer send what is queued (the last error answer), then close."""
-        for _ in range(50):
-            if self.conn.queued == 0 or self.writer.done():
-                break
-            await asyncio.sleep(0.01)
+        """Send what is queued (the last error answer), then close."""
         await self.close(code, reason, from_reader=True)
 
     async def close(self, code: int, reason: bytes, *, from_reader: bool = False) -> None:
-        """Send a close frame; drop the TCP connection if the peer does not finish closing."""
+        """Write what is queued, then a close frame; drop the TCP connection if the
+        peer does not finish closing."""
+        await self.conn.wait_empty(CLOSE_TIMEOUT_S)
+        self.conn.close()
         try:
             await asyncio.wait_for(self.ws.close(code=code, message=reason), CLOSE_TIMEOUT_S)
             if not from_reader:
@@ -174,5 +160,3 @@ class _Link:
     async def stop(self) -> None:
         self.finished.set()
         self.conn.close()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.writer
