@@ -239,15 +239,24 @@ def shard_index(room: str, shards: int) -> int:
     return bucket
 
 
+#: Connections a node opens to one Redis. Requests beyond that wait for a free one
+#: (up to POOL_WAIT_S) instead of failing: a burst of joins is queued, not refused.
+POOL_SIZE = 64
+POOL_WAIT_S = 5.0
+
+
 def _connect(url: str) -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=POOL_WAIT_S,
         decode_responses=False,
         socket_connect_timeout=1.0,
         socket_timeout=3.0,
         retry=Retry(NoBackoff(), 0),
         health_check_interval=5,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 @dataclass(eq=False)

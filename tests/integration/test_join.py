@@ -245,3 +245,26 @@ async def test_an_empty_room_leaves_no_local_state_and_keeps_its_rules(server: S
     ] == "banned"
     _, snap = await server.member("gone", "other")
     assert snap["room"]["pinned"] == {"id": "p", "title": "Kit"} and snap["room"]["host"] == "h"
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis", "redis-sharded"])
+async def test_a_burst_of_joins_is_queued_not_refused(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """300 members join at once: more than a node's Redis connections, all succeed."""
+    url = ""
+    if kind == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif kind == "redis-sharded":
+        url = ",".join(s.url for s in request.getfixturevalue("redis_shards"))
+    settings = make_settings(redis=url, redis_prefix=f"burst-{kind}", joins_per_ip_rate=10_000)
+    async with running_server(settings) as srv:
+        await srv.create_room("burst")
+
+        async def join(i: int) -> str:
+            client = await srv.connect()
+            reply = await client.call("join", room="burst", token=srv.token("burst", f"b{i}"))
+            return str(reply.get("code", reply["t"]))
+
+        outcomes = await asyncio.gather(*(join(i) for i in range(300)))
+        assert outcomes == ["ok"] * 300
