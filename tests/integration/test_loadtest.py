@@ -124,6 +124,10 @@ def test_votes_against_a_running_node(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         url = wait_listening(tmp_path / "node.log", node)
+        refused, failed, _, _ = loadtest(
+            tmp_path / "refused", "votes", "--url", url, "--secret", "w" * 40,
+            "--members", "2", "--window", "1",
+        )  # fmt: skip
         out_dir = tmp_path / "out"
         code, doc, _, err = loadtest(
             out_dir, "votes", "--url", url, "--secret", SECRET, "--members", str(members),
@@ -137,6 +141,8 @@ def test_votes_against_a_running_node(tmp_path: Path) -> None:
             node.kill()
             node.wait(5)
         log.close()
+    assert refused == 1 and failed["ok"] is False
+    assert "401" in failed["failure"] and failed["counters"] == {}
     assert code == 0, err
     assert_clean(doc, members)
     votes = doc["figures"]["votes"]

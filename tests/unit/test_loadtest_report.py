@@ -17,6 +17,7 @@ from loadtest.recorder import Recorder, error_key
 from loadtest.runner import Outcome, cpu_figures
 from loadtest.scenarios import SCENARIOS
 from loadtest.scenarios.base import Check, Plan
+from loadtest.servers import node_command
 
 T0 = 1_000_000_000_000
 
@@ -139,3 +140,12 @@ def test_bad_options_exit_2_before_starting_anything(
     monkeypatch.delenv("ROOMSERVER_SECRET", raising=False)
     assert main(argv) == 2
     assert "loadtest:" in capsys.readouterr().err
+
+
+def test_node_command_survives_a_secret_that_looks_like_an_option() -> None:
+    cmd = node_command("-starts-with-a-dash", "redis://127.0.0.1:6379/0", "lt-x", ["--x=1"])
+    assert "--secret=-starts-with-a-dash" in cmd
+    assert "--redis=redis://127.0.0.1:6379/0" in cmd and cmd[-1] == "--x=1"
+    assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--max-connections-per-ip") + 1] == "100000"
+    assert cmd[cmd.index("--joins-per-ip-rate") + 1] == "100000"
