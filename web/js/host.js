@@ -1,5 +1,6 @@
 import { applyStatic, languagePicker, onLanguageChange, t } from "./i18n.js";
 import { RoomConnection, explain, linkParams } from "./room.js";
+import { Stage, fillDevicePickers, openCamera, publish } from "./media.js";
 import { el, productCard } from "./ui.js";
 import { ChatList, Draws, Polls, bindAnnouncement, bindCounters, bindStatus } from "./common.js";
 
@@ -22,6 +23,72 @@ new ChatList(document.getElementById("chat"), conn, notice, moderation);
 const polls = new Polls(document.getElementById("polls"), conn, notice, false, (poll) =>
   poll.open ? [el("button", { type: "button", text: t("poll.close"), onclick: () => act("poll.close", { poll: poll.id }) })] : []);
 new Draws(document.getElementById("draws"), conn);
+
+// Camera preview, going live, and the co-hosts' tiles.
+new Stage(document.getElementById("tiles"), conn, { skip: (user) => user === conn.me });
+const cameraSelect = document.getElementById("camera");
+const micSelect = document.getElementById("microphone");
+const goLive = document.getElementById("go-live");
+const endStream = document.getElementById("end-stream");
+let preview = null;  // { stream, node }
+let live = null;  // the publishing peer connection
+let wantLive = false;
+
+async function startPreview() {
+  if (preview) {
+    preview.stream.getTracks().forEach((track) => track.stop());
+    preview.node.remove();
+    preview = null;
+  }
+  let stream;
+  try { stream = await openCamera(cameraSelect.value, micSelect.value); } catch { say(t("media.noCamera")); return; }
+  const video = el("video", { autoplay: "", playsinline: "", id: "preview" });
+  video.muted = true;
+  video.srcObject = stream;
+  const node = el("div", { class: "tile own" }, video, el("span", { class: "label", text: t("media.you") }));
+  document.getElementById("tiles").prepend(node);
+  preview = { stream, node };
+}
+
+async function startLive() {
+  if (!preview) await startPreview();
+  if (!preview) return;
+  goLive.disabled = true;
+  try {
+    live = await publish(conn, preview.stream);
+    wantLive = true;
+    goLive.hidden = true;
+    endStream.hidden = false;
+  } catch (err) {
+    say(err.code ? explain(err) : t("media.failed"));
+  } finally {
+    goLive.disabled = false;
+  }
+}
+
+function stopLive(tellServer) {
+  wantLive = false;
+  if (live) live.close();
+  live = null;
+  if (tellServer) conn.request("rtc.unpublish").catch(() => {});
+  goLive.hidden = false;
+  endStream.hidden = true;
+}
+
+goLive.addEventListener("click", startLive);
+endStream.addEventListener("click", () => stopLive(true));
+for (const select of [cameraSelect, micSelect]) {
+  select.addEventListener("change", async () => {
+    const wasLive = wantLive;
+    if (wasLive) stopLive(true);
+    await startPreview();
+    if (wasLive) await startLive();
+  });
+}
+// After a reconnect the server has dropped our stream: publish again.
+conn.on("status", ({ state }) => { if (state === "away" && live) { live.close(); live = null; } });
+conn.on("snapshot", () => { if (wantLive && !live) startLive(); });
+startPreview().then(() => fillDevicePickers(cameraSelect, micSelect)).catch(() => {});
 
 bindStatus(conn, document.getElementById("status"), notice);
 bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));

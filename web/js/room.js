@@ -68,6 +68,7 @@ export class RoomConnection extends EventTarget {
       this.attempt = 0;
       for (const m of snap.history) this.#chat(m);
       if (this.lastSeq === null || snap.seq > this.lastSeq) this.lastSeq = snap.seq;
+      this.me = snap.me.user;
       this.#emit("snapshot", snap);
       this.#emit("status", { state: "live", gap: snap.gap });
     } catch (err) {
