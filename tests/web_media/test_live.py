@@ -69,6 +69,13 @@ async def test_go_live_watch_and_link_mic() -> None:
             await host.screenshot(path=screenshot_path("live-host.png"))
             await bob.screenshot(path=screenshot_path("live-viewer.png"))
 
+            # Bob's socket drops: the page reconnects by itself and watches again.
+            await bob.evaluate("window.roomConnection.ws.close()")
+            await bob.wait_for_selector(".status.away", timeout=5_000)
+            await bob.wait_for_selector(".status.live", timeout=10_000)
+            await playing(bob, "h")
+            await playing(bob, "ann")
+
             # The host ends the stream: the viewers' host tile goes away.
             await host.click("#end-stream")
             await bob.wait_for_selector(
