@@ -12,7 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from roomserver import config
-from roomserver.app import HANDSHAKE_TIMEOUT_S, build_app
+from roomserver.app import HANDSHAKE_TIMEOUT_S, LISTEN_BACKLOG, build_app
 from roomserver.auth import mint_token
 from roomserver.broker.base import Broker
 from roomserver.config import Settings
@@ -104,7 +104,7 @@ async def running_server(
         app, handle_signals=False, access_log=None, keepalive_timeout=handshake_timeout
     )
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=LISTEN_BACKLOG)
     await site.start()
     port = runner.addresses[0][1]
     server = Server(url=f"http://127.0.0.1:{port}", app=app)
