@@ -256,7 +256,7 @@ def _connect(url: str) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=5,
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
 @dataclass(eq=False)

@@ -71,7 +71,9 @@ def assert_clean(doc: dict[str, Any], members: int) -> None:
     assert doc["ok"] is True and doc["interrupted"] is False
     assert doc["latency_ms"]["join"]["count"] == members
     assert doc["cpu"]["client_s"] > 0
-    assert doc["cpu"]["server_s"] is not None and doc["cpu"]["server_s"] > 0
+    # Measured (not None); /proc counts CPU in 10 ms ticks, so a 20-member join may
+    # round to 0.0 (the chat scenario below checks that real work shows up).
+    assert doc["cpu"]["server_s"] is not None and doc["cpu"]["server_s"] >= 0
 
 
 def test_join(tmp_path: Path) -> None:
