@@ -69,8 +69,14 @@ def _make_media(settings: Settings, node: Node) -> MediaBackend | None:
     except ImportError as exc:
         log.warning("media disabled: %s", exc)
         return None
-    sfu: MediaBackend = SFU(settings, publisher_lost=node.publisher_lost)
-    return sfu
+    sfu = SFU(settings, publisher_lost=node.publisher_lost)
+    node.metrics.gauge(
+        "roomserver_media_peer_connections",
+        "WebRTC peer connections held by the SFU",
+        lambda: float(sfu.peer_count),
+    )
+    backend: MediaBackend = sfu
+    return backend
 
 
 def _add_pages(app: web.Application, web_dir: Path) -> None:

@@ -8,8 +8,9 @@ run from a plain ``pytest``. The other tests here need no network.
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -44,6 +45,13 @@ async def server() -> AsyncIterator[Server]:
     """A server whose SFU gathers and accepts 127.0.0.1 only."""
     async with running_server(make_settings(rtc_ip=("127.0.0.1",))) as srv:
         yield srv
+
+
+async def until(condition: Callable[[], bool], timeout: float) -> None:
+    """Wait for a condition on state that offers nothing to wait on (peer counts, frames)."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polled: aiortc and the SFU expose no event
+            await asyncio.sleep(0.02)
 
 
 def sfu_of(server: Server) -> SFU:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from media import sfu as sfu_module
 from media.peers import Publisher, Viewer
 from roomserver.errors import BadRequest, Forbidden, NotFound
 from tests.harness import Server
-from tests.media.conftest import publish, sfu_of, subscribe
+from tests.media.conftest import publish, sfu_of
 
 pytestmark = pytest.mark.netns
 
@@ -151,3 +152,51 @@ async def test_remote_candidates_outside_loopback_are_ignored(
     for transceiver in peer.pc.getTransceivers():
         remote = transceiver.receiver.transport.transport.getRemoteCandidates()
         assert remote and all(c.ip.startswith("127.") for c in remote), remote
+
+
+def _mutate(rng: random.Random, sdp: str) -> str:
+    lines = sdp.split("\r\n")
+    for _ in range(rng.randint(1, 4)):
+        at = rng.randrange(len(lines))
+        change = rng.choice(["drop", "repeat", "swap", "edit", "same-mid"])
+        if change == "drop" and len(lines) > 2:
+            del lines[at]
+        elif change == "repeat":
+            lines.insert(rng.randrange(len(lines)), lines[at])
+        elif change == "swap":
+            other = rng.randrange(len(lines))
+            lines[at], lines[other] = lines[other], lines[at]
+        elif change == "edit" and lines[at]:
+            pos = rng.randrange(len(lines[at]))
+            junk = rng.choice(["0", " ", ":", "x", "=", "/", "-1", "99999999999"])
+            lines[at] = lines[at][:pos] + junk + lines[at][pos + 1 :]
+        elif change == "same-mid":
+            lines = [line.replace("a=mid:1", "a=mid:0") for line in lines]
+    return "\r\n".join(lines)
+
+
+async def test_mangled_offers_are_answered_or_refused_never_crash_or_leak(
+    server: Server, peers: list[Publisher | Viewer]
+) -> None:
+    """Random damage to real offers: each is answered or bad_request; no peer connection leaks."""
+    sfu = sfu_of(server)
+    publish_offer = await _publisher_offer(peers)
+    subscribe_offer = await _viewer_offer(peers)
+    await sfu.publish("fz", "h", publish_offer)
+    rng = random.Random(20261123)
+    answered = refused = 0
+    for _ in range(150):
+        publishing = rng.random() < 0.5
+        sdp = _mutate(rng, publish_offer if publishing else subscribe_offer)
+        try:
+            if publishing:
+                await sfu.publish("fz", "h", sdp)
+            else:
+                await sfu.subscribe("fz", "v", "h", sdp)
+            answered += 1
+        except BadRequest:
+            refused += 1
+        if not sfu.feeds("fz", "h"):
+            await sfu.publish("fz", "h", publish_offer)
+        assert sfu.peer_count <= 2  # one publication, one subscription: the rest replaced
+    assert answered > 20 and refused > 20

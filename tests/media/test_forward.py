@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from fractions import Fraction
+from typing import Any
 
 import av
 import pytest
@@ -53,18 +54,18 @@ def test_h264_idr_frames_are_recognised() -> None:
     assert is_keyframe("opus", b"\x00")
 
 
-def test_h264_parameter_sets_are_put_before_an_idr_that_lacks_them() -> None:
+async def test_h264_parameter_sets_are_put_before_an_idr_that_lacks_them() -> None:
     feed = Feed("video", RTCRtpCodecCapability(mimeType="video/H264", clockRate=90000))
     feed.start_source("pub")
     sps_pps_idr = b"\x00\x00\x00\x01\x67\xaa\x00\x00\x00\x01\x68\xbb\x00\x00\x00\x01\x65\xcc"
     feed.push(sps_pps_idr, 0, "pub")
     feed.push(b"\x00\x00\x00\x01\x65\xdd", 3000, "pub")  # an IDR on its own
-    cached = feed.attach(ViewerTrack(feed))
-    assert cached[0].data.startswith(b"\x00\x00\x00\x01\x67\xaa\x00\x00\x00\x01\x68\xbb")
-    assert cached[0].data.endswith(b"\x65\xdd")
+    first = bytes(await recv(ViewerTrack(feed)))
+    assert first.startswith(b"\x00\x00\x00\x01\x67\xaa\x00\x00\x00\x01\x68\xbb")
+    assert first.endswith(b"\x65\xdd")
 
 
-def _feed(**kw: int) -> tuple[Feed, list[str]]:
+def _feed(**kw: Any) -> tuple[Feed, list[str]]:
     feed = Feed("video", VP8, **kw)
     feed.start_source("pub")
     sent: list[str] = []
@@ -72,64 +73,101 @@ def _feed(**kw: int) -> tuple[Feed, list[str]]:
     return feed, sent
 
 
+async def recv(viewer: ViewerTrack) -> av.Packet[Any]:
+    return await asyncio.wait_for(viewer.recv(), 1)
+
+
 KEY = b"\x00\x00\x00\x9d\x01\x2a" + bytes(10)
 DELTA = b"\x01" + bytes(15)
 
 
-async def test_a_new_viewer_starts_from_the_cached_keyframe_without_a_request() -> None:
+async def test_a_new_viewer_starts_from_a_fresh_cache_at_once_without_a_request() -> None:
     feed, sent = _feed()
     feed.push(DELTA, 0, "pub")  # before any keyframe: not cached
     for n in range(5):
         feed.push(KEY if n == 0 else DELTA, 3000 * (n + 1), "pub")
     assert feed.cached_frames == 5
     viewer = ViewerTrack(feed)
-    packets = [await viewer.recv() for _ in range(5)]
-    assert bytes(packets[0]) == KEY and [p.pts for p in packets] == [3000 * n for n in range(1, 6)]
-    assert packets[0].time_base == Fraction(1, 90000)
+    packets = [await recv(viewer) for _ in range(5)]
+    assert bytes(packets[0]) == KEY and packets[0].time_base == Fraction(1, 90000)
+    # Replayed one tick apart, ending at the newest frame's timestamp: a fast catch-up.
+    assert [p.pts for p in packets] == [14996, 14997, 14998, 14999, 15000]
     assert sent == [] and feed.cache_replays == 1
     feed.push(DELTA, 18000, "pub")
-    assert (await viewer.recv()).pts == 18000
+    assert (await recv(viewer)).pts == 18000
 
 
-async def test_without_a_cached_keyframe_a_viewer_waits_for_one_and_asks() -> None:
-    feed, sent = _feed()
+async def test_without_a_cached_keyframe_a_viewer_waits_for_one_and_asks_again() -> None:
+    feed, sent = _feed(keyframe_wait_s=0.02)
+    feed.keyframes.interval = 0.01
     viewer = ViewerTrack(feed)
     waiting = asyncio.ensure_future(viewer.recv())
     await asyncio.sleep(0)
     assert sent == ["pli"] and feed.keyframes.requests["join"] == 1
     feed.push(DELTA, 0, "pub")
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.1)
     assert not waiting.done() and viewer.skipped == 1
+    assert feed.keyframes.requests["retry"] >= 2 and len(sent) >= 3  # a lost PLI is repeated
     feed.push(KEY, 3000, "pub")
     assert bytes(await asyncio.wait_for(waiting, 1)) == KEY
+    retries = feed.keyframes.requests["retry"]
+    await asyncio.sleep(0.1)
+    assert feed.keyframes.requests["retry"] == retries  # nobody waits any more
 
 
-async def test_cache_is_bounded_and_a_long_replay_asks_for_a_fresher_keyframe() -> None:
-    feed, sent = _feed(cache_max_frames=10, cache_fresh_frames=4)
-    feed.push(KEY, 0, "pub")
-    for n in range(1, 6):
-        feed.push(DELTA, n, "pub")
-    assert len(feed.attach(ViewerTrack(feed))) == 6
+async def test_a_stale_cache_asks_for_a_keyframe_first_and_is_replayed_if_none_comes() -> None:
+    feed, sent = _feed(cache_fresh_frames=4, keyframe_wait_s=0.05)
+    feed.push(KEY, 3000, "pub")
+    for n in range(2, 7):
+        feed.push(DELTA, 3000 * n, "pub")
+    viewer = ViewerTrack(feed)
+    waiting = asyncio.ensure_future(viewer.recv())
+    await asyncio.sleep(0.01)
     assert feed.keyframes.requests["stale_cache"] == 1 and sent == ["pli"]
-    for n in range(6, 12):
+    assert not waiting.done()
+    assert bytes(await asyncio.wait_for(waiting, 1)) == KEY  # after keyframe_wait_s
+    assert [(await recv(viewer)).pts for _ in range(5)] == [17996, 17997, 17998, 17999, 18000]
+
+
+async def test_a_stale_cache_is_not_replayed_when_the_keyframe_comes_in_time() -> None:
+    feed, _ = _feed(cache_fresh_frames=2, keyframe_wait_s=0.05)
+    for n, data in enumerate([KEY, DELTA, DELTA, DELTA]):
+        feed.push(data, 3000 * n, "pub")
+    viewer = ViewerTrack(feed)
+    waiting = asyncio.ensure_future(viewer.recv())
+    await asyncio.sleep(0.01)
+    feed.push(KEY, 12000, "pub")
+    assert (await asyncio.wait_for(waiting, 1)).pts == 12000
+    await asyncio.sleep(0.1)
+    assert feed.cache_replays == 0 and viewer.frames_out == 1
+
+
+def test_the_cache_is_bounded() -> None:
+    feed, _ = _feed(cache_max_frames=10)
+    feed.push(KEY, 0, "pub")
+    for n in range(1, 10):
         feed.push(DELTA, n, "pub")
-    assert feed.cached_frames == 0  # past the bound: dropped until the next keyframe
+    assert feed.cached_frames == 10
+    feed.push(DELTA, 10, "pub")
+    assert feed.cached_frames == 0  # past the bound: nothing until the next keyframe
+    feed.push(KEY, 11, "pub")
+    assert feed.cached_frames == 1
 
 
 async def test_a_slow_video_viewer_drops_its_queue_and_resumes_at_a_keyframe() -> None:
-    feed, sent = _feed()
+    feed, _ = _feed()
     feed.push(KEY, 0, "pub")
     slow = ViewerTrack(feed, limit=4)
     fast = ViewerTrack(feed, limit=100)
-    await slow.recv()
-    await fast.recv()
+    await recv(slow)
+    await recv(fast)
     for n in range(1, 10):
         feed.push(DELTA, n * 3000, "pub")  # never waits on the slow viewer
     assert slow.dropped == 4 and feed.keyframes.requests["overflow"] == 1
     assert fast.dropped == 0
     feed.push(KEY, 30000, "pub")
-    assert bytes(await slow.recv()) == KEY
-    assert [(await fast.recv()).pts for _ in range(9)] == [n * 3000 for n in range(1, 10)]
+    assert bytes(await recv(slow)) == KEY
+    assert [(await recv(fast)).pts for _ in range(9)] == [n * 3000 for n in range(1, 10)]
 
 
 async def test_a_slow_audio_viewer_drops_its_oldest_frames() -> None:
@@ -141,8 +179,8 @@ async def test_a_slow_audio_viewer_drops_its_oldest_frames() -> None:
     await asyncio.sleep(0)
     for n in range(1, 6):
         feed.push(bytes([n]), n * 960, "pub")  # the waiting recv has not run yet
-    assert (await waiting).pts == 2880
-    assert [(await viewer.recv()).pts for _ in range(2)] == [3840, 4800]
+    assert (await asyncio.wait_for(waiting, 1)).pts == 2880
+    assert [(await recv(viewer)).pts for _ in range(2)] == [3840, 4800]
     assert viewer.dropped == 2
 
 
@@ -152,12 +190,12 @@ async def test_a_republish_continues_timestamps_and_restarts_at_a_keyframe() -> 
     assert feed.frames_in == 0
     feed.push(KEY, 90000, "pub")
     viewer = ViewerTrack(feed)
-    assert (await viewer.recv()).pts == 90000
+    assert (await recv(viewer)).pts == 90000
     feed.start_source("new")
     feed.push(DELTA, 0, "new")
     feed.push(KEY, 3000, "new")
     feed.push(DELTA, 6000, "new")
-    assert [(await viewer.recv()).pts for _ in range(2)] == [93000, 96000]
+    assert [(await recv(viewer)).pts for _ in range(2)] == [93000, 96000]
     feed.source_ended("pub")  # the old publication closing does not end the feed
     assert not feed.ended
 
@@ -169,12 +207,12 @@ async def test_an_ended_feed_ends_its_viewers_after_their_queue() -> None:
     waiting = asyncio.ensure_future(viewer.recv())
     await asyncio.sleep(0)
     feed.source_ended("pub")
-    assert bytes(await waiting) == KEY
+    assert bytes(await asyncio.wait_for(waiting, 1)) == KEY
     with pytest.raises(MediaStreamError):
-        await viewer.recv()
+        await recv(viewer)
     late = ViewerTrack(feed)
     with pytest.raises(MediaStreamError):
-        await late.recv()
+        await recv(late)
 
 
 async def test_keyframe_requests_are_rate_limited_and_never_lost() -> None:

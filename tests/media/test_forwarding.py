@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,21 +16,15 @@ from aiortc.sdp import SessionDescription
 from media import hooks, offers
 from media.peers import Publisher, Viewer
 from tests.harness import Server
-from tests.media.conftest import publish, sfu_of, subscribe
+from tests.media.conftest import publish, sfu_of, subscribe, until
 
 pytestmark = pytest.mark.netns
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 def assert_in_order(numbers: list[int], at_least: int) -> None:
     """Strictly increasing, and (over loopback) with hardly any frame missing."""
     assert len(numbers) >= at_least
-    assert all(b > a for a, b in zip(numbers, numbers[1:], strict=False)), numbers
+    assert all(b > a for a, b in itertools.pairwise(numbers)), numbers
     span = numbers[-1] - numbers[0] + 1
     assert len(numbers) >= 0.9 * span, (len(numbers), span)
 
@@ -162,11 +156,10 @@ async def test_viewer_picture_loss_reaches_the_publisher_rate_limited(
     (receiver,) = [t.receiver for t in viewer.pc.getTransceivers() if t.kind == "video"]
     for _ in range(5):
         await hooks.send_pli(receiver, ssrc)
-    await until(lambda: publisher.keyframe_requests == base + 1, timeout=2)
-    await asyncio.sleep(0.3)
-    assert publisher.keyframe_requests == base + 1
-    # The requests inside the interval become one more, sent when it ends.
-    await until(lambda: publisher.keyframe_requests == base + 2, timeout=2)
+    # Five requests within the interval become two upstream: one now, one when it ends.
+    await until(lambda: publisher.keyframe_requests == base + 2, timeout=3)
+    first, second = publisher.keyframe_requested_at[base:]
+    assert second - first >= 0.9
     await asyncio.sleep(1.2)
     assert publisher.keyframe_requests == base + 2
     assert sfu_of(server).stats()["keyframe_requests"]["viewer"] == 5
@@ -192,3 +185,20 @@ async def test_republish_keeps_viewers_receiving(
     assert_in_order(numbers[: restarts[0]], 30)
     assert_in_order(numbers[restarts[0] :], 25)
     assert not member.of_type("stream.ended")
+
+
+async def test_an_audio_only_publisher_is_heard_and_the_video_section_stays_inactive(
+    server: Server, peers: list[Publisher | Viewer]
+) -> None:
+    await server.create_room("mic")
+    host, _ = await server.member("mic", "h", "host")
+    member, _ = await server.member("mic", "v")
+    await publish(host, "mic", peers, video=False)
+    viewer = await subscribe(member, "mic", "h", peers)
+    answer = SessionDescription.parse(viewer.pc.remoteDescription.sdp)
+    assert {m.kind: m.direction for m in answer.media} == {
+        "audio": "sendonly",
+        "video": "inactive",
+    }
+    await until(lambda: viewer.got.audio_frames >= 10, timeout=5)
+    assert set(sfu_of(server).feeds("mic", "h")) == {"audio"}

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 
 import pytest
 
-from media import hooks, sfu as sfu_module
-from media.hooks import FAILURE_DETECTION_S
+from media import hooks
+from media import sfu as sfu_module
 from media.peers import Publisher, Viewer
 from tests.harness import Server
-from tests.media.conftest import publish, sfu_of, subscribe
+from tests.media.conftest import publish, sfu_of, subscribe, until
 
 pytestmark = pytest.mark.netns
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.02)
 
 
 async def test_publisher_disconnect_ends_stream_and_frees_every_peer_connection(
@@ -46,7 +38,7 @@ async def test_publisher_disconnect_ends_stream_and_frees_every_peer_connection(
 async def test_vanished_publisher_is_noticed_within_ten_seconds(
     server: Server, peers: list[Publisher | Viewer]
 ) -> None:
-    assert FAILURE_DETECTION_S < 10
+    assert sfu_module.FAILURE_DETECTION_S < 10
     await server.create_room("gone")
     host, _ = await server.member("gone", "h", "host")
     member, _ = await server.member("gone", "v")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from aiortc import RTCRtpSender
 
 from media import offers
 from roomserver.errors import BadRequest
 
-SESSION = (
-    "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0 1\r\n"
-    "a=msid-semantic:WMS *\r\n"
-)
+SESSION = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=msid-semantic:WMS *\r\n"
 TRANSPORT = (
     "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdefghijkl\r\n"
     "a=fingerprint:sha-256 F0:FF:6F:03:40:19:33:7D:74:BD:8F:8D:38:9D:0F:E2:A5:9C:1E:BB:72:B1:"
@@ -50,7 +49,9 @@ def audio(codec: str = "opus", direction: str = "sendonly", mid: str = "1") -> s
 
 
 def publish_offer(*sections: str) -> str:
-    return SESSION + "".join(sections)
+    """A session bundling its sections, as browsers offer."""
+    mids = re.findall(r"a=mid:(\S+)", "".join(sections))
+    return SESSION + f"a=group:BUNDLE {' '.join(mids)}\r\n" + "".join(sections)
 
 
 def test_publish_picks_the_first_offered_supported_codec_with_rtx() -> None:
@@ -89,6 +90,9 @@ def test_publish_preferences_are_one_codec_plus_its_rtx() -> None:
         (publish_offer(video(["VP8"]).replace("a=ice-pwd:", "a=x-pwd:")), "ICE credentials"),
         (publish_offer(video(["VP8"]).replace("a=fingerprint:", "a=x-fp:")), "fingerprint"),
         (publish_offer(video(["VP8"])) + "a=x:" + "y" * 20_000 + "\r\n", "longer than"),
+        (SESSION + video(["VP8"]) + audio(mid="0"), "same a=mid"),
+        (SESSION + "a=group:BUNDLE 0 1\r\n" + video(["VP8"]), "BUNDLE"),  # no mid 1
+        (SESSION + "a=group:BUNDLE 0 0\r\n" + video(["VP8"]), "BUNDLE"),
     ],
 )
 def test_malformed_offers_are_bad_request(sdp: str, words: str) -> None:

@@ -1,0 +1,233 @@
+"""Guards for media/hooks.py: fail loudly when an aiortc/aioice upgrade moves an internal.
+
+Each test names the internal it guards. They need no network: receivers and
+senders are driven directly, never connected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import queue
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import aioice
+import aioice.ice
+import aiortc
+import aiortc.rtcrtpreceiver
+import av
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcrtpparameters import (
+    RTCRtcpParameters,
+    RTCRtpCodecParameters,
+    RTCRtpDecodingParameters,
+    RTCRtpReceiveParameters,
+)
+from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket, RtpPacket
+
+from media import hooks
+from media.forward import Feed, ViewerTrack
+from tests.media.test_forward import VP8, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_every_hook_point_is_where_we_expect_it() -> None:
+    hooks.check()  # raises HookError listing whatever moved
+
+
+def test_aiortc_is_pinned_to_the_version_the_hooks_were_written_for() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert f"aiortc=={hooks.AIORTC_VERSION}" in project["project"]["dependencies"]
+    assert aiortc.__version__ == hooks.AIORTC_VERSION
+    assert aioice.__version__ == hooks.AIOICE_VERSION
+
+
+def test_private_names_and_signatures() -> None:
+    receiver_init = inspect.getsource(RTCRtpReceiver.__init__)
+    assert "__decoder_queue: queue.Queue = queue.Queue()" in receiver_init
+    assert hasattr(RTCRtpReceiver, "_RTCRtpReceiver__stop_decoder")
+    assert list(inspect.signature(aiortc.rtcrtpreceiver.decoder_worker).parameters) == [
+        "loop",
+        "input_q",
+        "output_q",
+        "decode_error",
+    ]
+    assert (
+        str(inspect.signature(RTCRtpReceiver._send_rtcp_pli)) == "(self, media_ssrc: int) -> None"
+    )
+    assert str(inspect.signature(RTCRtpSender._send_keyframe)) == "(self) -> None"
+    assert str(inspect.signature(aioice.ice.Connection.__init__)).count("components") == 1
+    assert hooks._original_get_host_addresses.__module__ == "aioice.ice"
+    assert list(inspect.signature(hooks._original_get_host_addresses).parameters) == [
+        "use_ipv4",
+        "use_ipv6",
+    ]
+
+
+def test_install_wraps_host_addresses_and_leaves_consent_alone() -> None:
+    hooks.install()
+    assert aioice.ice.get_host_addresses is hooks._get_host_addresses
+    assert (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES) == (5, 6)
+
+
+async def test_watch_inbound_sees_every_datagram_and_stun_request() -> None:
+    """Guards ``aioice.Connection.data_received`` and ``request_received``."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    (transceiver,) = pc.getTransceivers()
+    connection = transceiver.receiver.transport.transport._connection
+    seen: list[Any] = []
+    connection.data_received = lambda data, component: seen.append(data)  # the real one queues
+    connection.request_received = lambda message, addr, protocol: seen.append(message)
+    heard = hooks.watch_inbound(pc)
+    before = heard()
+    await asyncio.sleep(0.01)
+    connection.data_received(b"srtp", 1)
+    assert heard() > before and seen == [b"srtp"]
+    later = heard()
+    await asyncio.sleep(0.01)
+    connection.request_received("binding", ("127.0.0.1", 9), None)
+    assert heard() > later and seen == [b"srtp", "binding"]
+    await pc.close()
+
+
+async def test_host_addresses_apply_inside_the_block_and_its_tasks_only() -> None:
+    hooks.install()
+    default = aioice.ice.get_host_addresses(True, True)
+    assert "127.0.0.1" not in default  # aioice leaves loopback out: hence the hook
+    with hooks.host_addresses(["127.0.0.1"]):
+        assert aioice.ice.get_host_addresses(True, True) == ["127.0.0.1"]
+
+        async def in_task() -> list[str]:
+            return aioice.ice.get_host_addresses(True, False)
+
+        assert await asyncio.ensure_future(in_task()) == ["127.0.0.1"]
+    assert aioice.ice.get_host_addresses(True, True) == default
+
+
+def _vp8_packets(frames: list[bytes]) -> list[RtpPacket]:
+    from aiortc.codecs.vpx import Vp8Encoder
+
+    packets = []
+    seq = 1000
+    for n, frame in enumerate(frames):
+        payloads = Vp8Encoder._packetize(frame, picture_id=n)
+        for i, payload in enumerate(payloads):
+            packet = RtpPacket(payload_type=97, sequence_number=seq, timestamp=5000 + 3000 * n)
+            packet.ssrc = 1234
+            packet.payload = payload
+            packet.marker = int(i == len(payloads) - 1)
+            packets.append(packet)
+            seq += 1
+    return packets
+
+
+async def test_a_tapped_receiver_hands_over_encoded_frames_and_never_decodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Guards ``RTCRtpReceiver.__decoder_queue``, ``receive`` and ``_handle_rtp_packet``."""
+    created: list[Any] = []
+    get_decoder = aiortc.rtcrtpreceiver.get_decoder
+    monkeypatch.setattr(
+        aiortc.rtcrtpreceiver, "get_decoder", lambda c: created.append(c) or get_decoder(c)
+    )
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    receiver._track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")  # as after an offer
+    got: list[tuple[bytes, int]] = []
+    ended: list[bool] = []
+    tap = hooks.tap_receiver(
+        receiver, lambda codec, f: got.append((f.data, f.timestamp)), lambda: ended.append(True)
+    )
+    assert hooks.is_tapped(receiver)
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+    await receiver.receive(
+        RTCRtpReceiveParameters(
+            codecs=[vp8],
+            encodings=[RTCRtpDecodingParameters(ssrc=1234, payloadType=97)],
+            muxId="0",
+            rtcp=RTCRtcpParameters(),
+        )
+    )
+    frames = encode("libvpx", 3)
+    for packet in _vp8_packets(frames):
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    # A frame is complete once the next one starts: the first two come out.
+    assert got == [(frames[0], 0), (frames[1], 3000)]
+    assert tap.frames == 2
+    await receiver.stop()
+    assert ended == [True] and created == []
+    await pc.close()
+
+
+async def test_tapping_a_started_receiver_is_refused() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    receiver._RTCRtpReceiver__decoder_thread = object()
+    with pytest.raises(hooks.HookError):
+        hooks.tap_receiver(receiver, lambda c, f: None, lambda: None)
+    receiver._RTCRtpReceiver__decoder_thread = None
+    await pc.close()
+
+
+def test_a_tap_parks_the_decoder_thread_until_the_receiver_stops() -> None:
+    tap = hooks.Tap(lambda c, f: None, lambda: None)
+    assert isinstance(tap, hooks.Tap) and not isinstance(tap, queue.Queue)
+    tap.put(None)
+    assert tap.get() is None
+    tap.put((VP8, JitterFrame(b"late", 0)))  # type: ignore[arg-type]
+    assert tap.frames == 0
+
+
+async def test_send_pli_reaches_the_transport_for_the_given_media_ssrc() -> None:
+    """Guards ``RTCRtpReceiver._send_rtcp_pli``."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    sent: list[bytes] = []
+
+    async def capture(data: bytes) -> None:
+        sent.append(data)
+
+    receiver.transport._send_rtp = capture  # type: ignore[method-assign]
+    await hooks.send_pli(receiver, 4321)
+    (packet,) = RtcpPacket.parse(sent[0])
+    assert isinstance(packet, RtcpPsfbPacket)
+    assert packet.fmt == RTCP_PSFB_PLI and packet.media_ssrc == 4321
+    await pc.close()
+
+
+@pytest.mark.parametrize("fmt", [RTCP_PSFB_PLI, RTCP_PSFB_FIR])
+async def test_a_viewers_pli_or_fir_calls_our_callback(fmt: int) -> None:
+    """Guards ``RTCRtpSender._handle_rtcp_packet`` calling ``_send_keyframe``."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    calls: list[bool] = []
+    hooks.on_keyframe_request(sender, lambda: calls.append(True))
+    await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=sender._ssrc))
+    assert calls == [True]
+    await pc.close()
+
+
+async def test_the_sender_packs_encoded_packets_without_an_encoder_running() -> None:
+    """Guards ``RTCRtpSender._next_encoded_frame``'s ``av.Packet`` path."""
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    frames = encode("libvpx", 2)
+    feed.push(frames[0], 0, "pub")
+    track = ViewerTrack(feed)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver(track, direction="sendonly").sender
+    codec = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+    encoded = await asyncio.wait_for(sender._next_encoded_frame(codec), 1)
+    assert encoded is not None and encoded.timestamp == 0
+    assert b"".join(p[4:] for p in encoded.payloads) == frames[0]  # 4-byte VP8 descriptor
+    encoder = sender._RTCRtpSender__encoder  # type: ignore[attr-defined]
+    assert encoder.codec is None  # libvpx never opened: nothing was encoded
+    assert isinstance(av.Packet(b"x"), av.Packet)
+    track.stop()
+    await pc.close()
