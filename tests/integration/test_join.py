@@ -145,6 +145,8 @@ async def test_requests_need_a_joined_room(server: Server) -> None:
         ("chat.history", {}),
         ("like", {}),
         ("leave", {}),
+        ("rtc.subscribe", {"publisher": "h", "sdp": "v=0"}),
+        ("rtc.publish", {"sdp": "v=0"}),
     ]:
         reply = await client.call(t, room="other", **fields)
         assert reply["code"] == "not_joined", t
