@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 
 import pytest
 
@@ -270,3 +272,14 @@ async def test_a_burst_of_joins_is_queued_not_refused(
 
         outcomes = await asyncio.gather(*(join(i) for i in range(300)))
         assert outcomes == ["ok"] * 300
+
+
+async def test_a_member_token_edited_to_host_cannot_join(server: Server) -> None:
+    await server.create_room("forge")
+    header, payload, signature = server.token("forge", "eve").split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"] = "host"
+    edited = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    client = await server.connect()
+    reply = await client.call("join", room="forge", token=f"{header}.{edited}.{signature}")
+    assert reply["code"] == "unauthorized"

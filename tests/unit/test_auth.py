@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 from typing import Any
 
@@ -178,3 +179,15 @@ def test_malformed_token_is_unauthorized() -> None:
     for garbage in ("", "abc", "a.b.c", "x" * 100):
         with pytest.raises(Unauthorized):
             verify_token(SECRET, garbage, "r1")
+
+
+def test_a_token_whose_role_was_edited_is_refused() -> None:
+    """Change member -> host in the payload and keep the signature: the signature breaks."""
+    token = mint_token(SECRET, room="r", user="u", name="U", role="member")
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["role"] = "host"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    forged = ".".join((header, forged_payload, signature))
+    with pytest.raises(Unauthorized):
+        verify_token(SECRET, forged, "r")
