@@ -4,8 +4,8 @@ Layout, one idea per module:
 
 - ``cli`` parses options; ``runner`` drives the phases across client processes
   (``procs``, ``worker``); ``servers`` starts local nodes for ``--spawn``;
-- ``scenarios`` is the registry of scenarios (join, chat, votes, launch, soak; media
-  scenarios plug in there once the SFU exists); ``mix`` is the client side of the
+- ``scenarios`` is the registry of scenarios (join, chat, votes, viewers, launch,
+  soak; ``viewers`` runs aiortc peers from :mod:`media.peers`); ``mix`` is the client side of the
   room-core scenarios, on the lean connection of ``client`` (which locates received
   frames with ``frames``);
 - ``stats`` (histograms, percentiles), ``ledger`` (lost/duplicated accounting),

@@ -46,6 +46,7 @@ def default_procs(plan: Plan, cpus: int | None = None) -> int:
         1,
         math.ceil(plan.members / MEMBERS_PER_PROC),
         math.ceil(plan.events_per_s / EVENTS_PER_PROC),
+        math.ceil(plan.members / int(plan.params.get("viewers_per_proc") or plan.members or 1)),
     )
     return max(1, min(cpus, wanted))
 
@@ -168,18 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     run_id = secrets.token_hex(3)
+    # e.g. viewers: spawned nodes serve media on 127.0.0.1 only
+    server_args = [*getattr(scenario, "spawn_args", ()), *args.server_arg]
     out_dir = Path(args.out)
     with Nodes() as nodes:
         server: dict[str, Any] = {}
         if args.spawn:
             try:
-                nodes.start(
-                    args.spawn, secret, out_dir / "logs", run_id, args.redis, args.server_arg
-                )
+                nodes.start(args.spawn, secret, out_dir / "logs", run_id, args.redis, server_args)
             except SpawnError as exc:
                 return _fail(str(exc))
             urls = nodes.urls
-            cmd = node_command("<secret>", args.redis, f"lt-{run_id}", args.server_arg)
+            cmd = node_command("<secret>", args.redis, f"lt-{run_id}", server_args)
             server = {
                 "spawned": args.spawn,
                 "command": " ".join(cmd[1:]),

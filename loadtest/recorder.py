@@ -21,7 +21,7 @@ from typing import Any
 from loadtest.stats import Histogram
 
 #: Latency kinds, in the order reports show them.
-KINDS = ("join", "chat", "chat_ack", "vote", "like")
+KINDS = ("join", "chat", "chat_ack", "vote", "like", "first_frame", "subscribe_frame")
 
 NS_PER_S = 1_000_000_000
 

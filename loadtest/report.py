@@ -186,6 +186,16 @@ def _ms(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, int | float) else "-"
 
 
+def _per_process(cpu: dict[str, Any]) -> str:
+    """Each client process's share of a core, when there are several."""
+    shares = [
+        f"{v / cpu['interval_s']:.0%}"
+        for v in cpu.get("client_processes", {}).values()
+        if isinstance(v, int | float) and cpu.get("interval_s")
+    ]
+    return f"; each {' '.join(shares)}" if len(shares) > 1 else ""
+
+
 def table(doc: dict[str, Any]) -> str:
     """The human summary printed on stdout at the end of a run."""
     lines = [
@@ -236,6 +246,24 @@ def table(doc: dict[str, Any]) -> str:
     likes = doc["figures"].get("likes")
     if likes:
         rows.append(("likes", f"accepted {likes['accepted']} room total {likes['room_total']}"))
+    viewers = doc["figures"].get("viewers")
+    if viewers:
+        fps = viewers["fps_per_viewer"]
+        rows.append(
+            (
+                "viewers",
+                f"{viewers['with_first_frame']} of {viewers['viewers']} decoded a first frame; "
+                f"frames/s per viewer min {fps['min']:g} median {fps['p50']:g} "
+                f"mean {fps['mean']:g} max {fps['max']:g}; second half of each watch "
+                f"min {viewers['steady_fps_per_viewer']['min']:g} "
+                f"median {viewers['steady_fps_per_viewer']['p50']:g}"
+                + (
+                    f" (published {viewers['published_fps']:g})"
+                    if "published_fps" in viewers
+                    else ""
+                ),
+            )
+        )
     counters = doc["counters"]
     rows.append(("counters", " ".join(f"{k}={v}" for k, v in counters.items()) or "-"))
     errors = doc["errors"]
@@ -246,7 +274,9 @@ def table(doc: dict[str, Any]) -> str:
             (
                 "client CPU",
                 f"{cpu['client_s']:g}s user+sys over {cpu['interval_s']:g}s "
-                f"(busiest process {cpu['client_busiest_share']:.0%} of a core)",
+                f"(busiest process {cpu['client_busiest_share']:.0%} of a core"
+                + _per_process(cpu)
+                + ")",
             )
         )
         server = cpu.get("server_s")

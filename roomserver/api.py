@@ -10,7 +10,9 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import time
 from collections.abc import Awaitable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
@@ -221,7 +223,67 @@ async def get_stats(request: web.Request) -> web.StreamResponse:
     return _json(200, report)
 
 
+# -- recordings (issue 12) -------------------------------------------------------------
+#
+# Listing is an /api call (the secret). The files are served under /recordings with
+# a signed link, so a <video> element can fetch them with range requests: the
+# listing returns ``exp`` and ``sig`` (HMAC-SHA256 of the secret over room and
+# expiry) that open every recording of that room until ``exp``.
+
+RECORDING_LINK_S = 6 * 3600
+
+
+def recording_signature(secret: str, room: str, expires: int) -> str:
+    message = f"recordings:{room}:{expires}".encode()
+    return hmac.new(secret.encode(), message, "sha256").hexdigest()
+
+
+async def get_recordings(request: web.Request) -> web.Response:
+    from media.record import list_recordings  # media is optional: imported when used
+
+    settings = request.app[NODE_KEY].settings
+    room = request.match_info["id"]
+    expires = int(time.time()) + RECORDING_LINK_S
+    sig = recording_signature(settings.secret, room, expires)
+    query = f"exp={expires}&sig={sig}"
+    recordings = list_recordings(Path(settings.recordings_dir), room)
+    base = f"/recordings/{room}/"
+    for rec in recordings:
+        rec["manifest_url"] = f"{base}{rec['name']}.json?{query}"
+        rec["timeline_url"] = f"{base}{rec['timeline']}?{query}"
+        rec["replay_url"] = f"/replay.html?room={room}&rec={rec['name']}&{query}"
+        for segment in rec["segments"]:
+            segment["url"] = f"{base}{segment['file']}?{query}"
+    return _json(200, {"room": room, "exp": expires, "sig": sig, "recordings": recordings})
+
+
+async def get_recording_file(request: web.Request) -> web.StreamResponse:
+    from media.record import room_dir  # media is optional: imported when used
+
+    settings = request.app[NODE_KEY].settings
+    room, name = request.match_info["id"], request.match_info["file"]
+    header = request.headers.get("Authorization", "")
+    allowed = header.startswith("Bearer ") and hmac.compare_digest(
+        header[7:].encode(), settings.secret.encode()
+    )
+    try:
+        expires = int(request.query.get("exp", "0"))
+    except ValueError:
+        expires = 0
+    if not allowed and expires >= time.time():
+        good = recording_signature(settings.secret, room, expires)
+        allowed = hmac.compare_digest(request.query.get("sig", "").encode(), good.encode())
+    if not allowed:
+        return _problem(403, "forbidden", "missing, wrong or expired link")
+    path = room_dir(Path(settings.recordings_dir), room) / name
+    if "/" in name or "\\" in name or name.startswith(".") or not path.is_file():
+        return _problem(404, "not_found", "no such recording file")
+    return web.FileResponse(path)  # answers Range requests (206) for seeking
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/rooms/{id}/recordings", get_recordings)
+    app.router.add_get("/recordings/{id}/{file}", get_recording_file)
     app.router.add_post("/api/rooms", create_room)
     app.router.add_get("/api/rooms/{id}", get_room)
     app.router.add_delete("/api/rooms/{id}", delete_room)

@@ -110,6 +110,8 @@ class Settings:
     webhook_member_events: bool = True
     stats_retention_s: int = WEEK_S
     demo: bool = False
+    recordings_dir: str = "recordings"  # relative to the working directory
+    recording_segment_s: float = 300.0
     log_level: str = "info"
     log_format: str = "text"
     access_log: bool = True
@@ -198,6 +200,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("webhook_retry_s", float, "how long a webhook delivery is retried, seconds", True),
     Option("webhook_member_events", _bool, "send member.joined/left webhooks"),
     Option("stats_retention_s", int, "how long a room's analytics are kept after it ends, s", True),
+    Option("recordings_dir", str, "folder for recordings, from the working directory"),
+    Option("recording_segment_s", float, "recordings roll to a new file this often, s", True),
     Option("log_level", str, "debug, info, warning or error"),
     Option("log_format", str, "text (key=value) or json, one line per event"),
     Option("access_log", _bool, "log one line per HTTP request (tokens redacted)"),

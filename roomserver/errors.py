@@ -109,25 +109,32 @@ class Internal(ClientError):
     code = "internal"
 
 
-#: Every protocol error code, for metrics and documentation.
-ERROR_CODES: tuple[str, ...] = tuple(
-    cls.code
-    for cls in (
-        BadRequest,
-        UnknownType,
-        Unauthorized,
-        Forbidden,
-        NotJoined,
-        NotFound,
-        RateLimited,
-        Blocked,
-        Muted,
-        Banned,
-        AlreadyVoted,
-        PollClosed,
-        CohostFull,
-        NotInvited,
-        Unavailable,
-        Internal,
-    )
+_CLASSES: tuple[type[ClientError], ...] = (
+    BadRequest,
+    UnknownType,
+    Unauthorized,
+    Forbidden,
+    NotJoined,
+    NotFound,
+    RateLimited,
+    Blocked,
+    Muted,
+    Banned,
+    AlreadyVoted,
+    PollClosed,
+    CohostFull,
+    NotInvited,
+    Unavailable,
+    Internal,
 )
+
+#: Every protocol error code, for metrics and documentation.
+ERROR_CODES: tuple[str, ...] = tuple(cls.code for cls in _CLASSES)
+_BY_CODE: dict[str, type[ClientError]] = {cls.code: cls for cls in _CLASSES}
+
+
+def error_from_wire(code: str, message: str, extra: dict[str, Any]) -> ClientError:
+    """Rebuild a client error answered by another node, with the same code."""
+    error = ClientError.__new__(_BY_CODE.get(code, Internal))
+    ClientError.__init__(error, message, **extra)
+    return error

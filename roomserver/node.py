@@ -17,13 +17,15 @@ never left unsent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import secrets
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from roomserver import draws
 from roomserver.auth import verify_token
@@ -53,15 +55,36 @@ from roomserver.throttle import Throttle
 from roomserver.webhooks import WebhookSender
 from signaling import messages as m
 
+if TYPE_CHECKING:
+    from media.record import RoomRecording
+
 log = logging.getLogger(__name__)
 
 HISTORY_ON_JOIN = 50
+#: Room events a recording's timeline keeps (the replay page shows them at their offsets).
+TIMELINE_EVENTS = frozenset(
+    {
+        "chat",
+        "chat.deleted",
+        "poll.opened",
+        "poll.tally",
+        "poll.closed",
+        "likes",
+        "product.pinned",
+        "cohost.joined",
+        "cohost.left",
+        "stream.started",
+        "stream.ended",
+        "rec.started",
+    }
+)
 LOGGED_STAGE_EVENTS = frozenset({"cohost.joined", "cohost.left", "stream.started", "stream.ended"})
 RESUME_LIMIT = 500
 PRESENCE_INTERVAL_S = 1.0
 LIKES_INTERVAL_S = 0.5
 TALLY_INTERVAL_S = 0.2
 PRESENCE_HEARTBEAT_S = 3.0
+MEDIA_CALL_TIMEOUT_S = 15.0  # a forwarded rtc.* may wait for ICE gathering
 DRAW_ENTRIES_INTERVAL_S = 0.5
 
 
@@ -123,6 +146,7 @@ class Node:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._presence_sent: dict[str, int] = {}
+        self.recordings: dict[str, RoomRecording] = {}
         self._handlers: dict[str, Handler] = {
             "leave": self._leave,
             "chat.send": self._chat_send,
@@ -150,8 +174,11 @@ class Node:
             "rtc.unpublish": self._rtc_unpublish,
             "rtc.unsubscribe": self._rtc_unsubscribe,
             "draw.start": self._draw_start,
+            "rec.start": self._rec_start,
+            "rec.stop": self._rec_stop,
         }
         broker.attach(self._on_event)
+        broker.serve_calls(self._answer_node_call)
         self.metrics.gauge("roomserver_connections", "open WebSockets", lambda: self._conn_count)
         self.metrics.gauge("roomserver_rooms", "rooms with local members", self._room_gauge)
         self.metrics.gauge("roomserver_members", "distinct members present", self._member_gauge)
@@ -170,6 +197,9 @@ class Node:
         self._spawn(self._heartbeat())
 
     async def close(self) -> None:
+        for recording in list(self.recordings.values()):
+            await recording.stop()  # finalise what was written: playable files
+        self.recordings.clear()
         if self.media is not None:
             await self.media.close()
         for handle in self._timers.values():
@@ -339,8 +369,8 @@ class Node:
         emptied = self.hub.detach(room, conn)
         state = self.rooms.get(room)
         if state is not None and not ended and state.release_connection(who.user):
-            if self.media is not None:
-                await self.media.member_gone(room, who.user)
+            if state.publishers:
+                await self._media_forget(room, "member_gone", who.user)
             await self.broker.member_left(room, who.user, self.clock.now_ms())
             if state.on_stage(who.user):
                 await self._change(state, lambda s: s.leave_stage(who.user))
@@ -559,8 +589,7 @@ class Node:
         self, conn: Conn, who: Identity, state: RoomState, req: m.CohostEnd
     ) -> dict[str, Any]:
         await self._change(state, lambda s: s.end_cohost(who, req.user))
-        if self.media is not None:
-            await self.media.unpublish(state.id, req.user)
+        await self._media_forget(state.id, "unpublish", req.user)
         return {}
 
     # -- moderation -----------------------------------------------------------------
@@ -737,35 +766,89 @@ class Node:
     ) -> dict[str, Any]:
         if not state.may_publish(who):
             raise Forbidden("only the host and accepted co-hosts may publish")
-        media = self._require_media()
-        answer = await media.publish(state.id, who.user, req.sdp)
+        published = await self._media_call(
+            state.id, "publish", claim=True, user=who.user, sdp=req.sdp
+        )
+        answer = published["sdp"]
         # Negotiation takes a while: the user may have left or lost the stage meanwhile.
         if conn.rooms.get(state.id) != who or not state.may_publish(who):
-            await media.unpublish(state.id, who.user)
+            await self._media_call(state.id, "unpublish", user=who.user)
             raise Forbidden("no longer allowed to publish in this room")
         await self._change(state, lambda s: s.publish(who))
+        self._recording_sync(state.id)  # a republish may bring new feeds
         return {"sdp": answer}
 
     async def _rtc_subscribe(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcSubscribe
     ) -> dict[str, Any]:
-        media = self._require_media()
         if req.publisher not in state.publishers:
             raise NotFound(f"{req.publisher!r} is not publishing")
-        return {"sdp": await media.subscribe(state.id, who.user, req.publisher, req.sdp)}
+        return await self._media_call(
+            state.id, "subscribe", user=who.user, publisher=req.publisher, sdp=req.sdp
+        )
 
     async def _rtc_unpublish(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnpublish
     ) -> dict[str, Any]:
-        await self._require_media().unpublish(state.id, who.user)
+        await self._media_call(state.id, "unpublish", user=who.user)
         await self._change(state, lambda s: s.unpublish(who.user))
         return {}
 
     async def _rtc_unsubscribe(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnsubscribe
     ) -> dict[str, Any]:
-        await self._require_media().unsubscribe(state.id, who.user, req.publisher)
+        await self._media_call(state.id, "unsubscribe", user=who.user, publisher=req.publisher)
         return {}
+
+    async def _media_call(
+        self, room: str, op: str, *, claim: bool = False, **args: str
+    ) -> dict[str, Any]:
+        """Run a media operation on the room's media node: here, or forwarded to it.
+
+        Publishing claims the room's media for this node unless a live node holds
+        it; the client's peer connection then goes straight to that node.
+        """
+        if claim:
+            target: str | None = await self.broker.claim_media_node(room)
+        else:
+            target = await self.broker.media_node(room)
+        if target is None or target == self.settings.node_id:
+            return await self._media_here(op, room, **args)
+        request = {"op": op, "room": room, **args}
+        return await self.broker.call_node(target, room, request, MEDIA_CALL_TIMEOUT_S)
+
+    async def _media_here(
+        self,
+        op: str,
+        room: str,
+        user: str,
+        publisher: str = "",
+        sdp: str = "",
+    ) -> dict[str, Any]:
+        media = self._require_media()
+        if op == "publish":
+            return {"sdp": await media.publish(room, user, sdp)}
+        if op == "subscribe":
+            return {"sdp": await media.subscribe(room, user, publisher, sdp)}
+        if op == "unpublish":
+            await media.unpublish(room, user)
+        elif op == "unsubscribe":
+            await media.unsubscribe(room, user, publisher)
+        elif op == "member_gone":
+            await media.member_gone(room, user)
+        else:
+            raise BadRequest(f"unknown media operation {op!r}")
+        return {}
+
+    async def _answer_node_call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Another node forwards an rtc.* request because this node holds the room's media."""
+        args = {k: str(v) for k, v in request.items() if k not in ("op", "room")}
+        return await self._media_here(str(request["op"]), str(request["room"]), **args)
+
+    async def _media_forget(self, room: str, op: str, user: str) -> None:
+        """Free a user's peer connections wherever the room's media is; never fails a leave."""
+        with contextlib.suppress(ClientError):
+            await self._media_call(room, op, user=user)
 
     async def publisher_lost(self, room: str, user: str) -> None:
         """The SFU lost a publisher's connection: announce that it stopped publishing."""
@@ -896,6 +979,7 @@ class Node:
                 state.load_control(envelope.event["state"])
             return
         self.hub.deliver(room, envelope)
+        self._recording_event(room, envelope)
         if kind == "poll.opened":
             closes_at = envelope.event["poll"].get("closes_at")
             if closes_at is not None:
@@ -921,6 +1005,61 @@ class Node:
                 self._spawn(self._leave_room(conn, room, ended=ended))
             if ended:
                 self._forget_room(room)
+                if self.media is not None:
+                    self._spawn(self.media.room_ended(room))
+
+    # -- recording (issue 12) --------------------------------------------------------
+
+    async def _rec_start(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RecStart
+    ) -> dict[str, Any]:
+        self._require_media()
+        await self._change(state, lambda s: s.set_recording(True))
+        return {}
+
+    async def _rec_stop(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RecStop
+    ) -> dict[str, Any]:
+        await self._change(state, lambda s: s.set_recording(False))
+        return {}
+
+    def _recording_event(self, room: str, envelope: Envelope) -> None:
+        """Start/stop this node's recording of ``room``, follow publishers, note the timeline."""
+        kind = envelope.type
+        recording = self.recordings.get(room)
+        if kind == "rec.started" and recording is None and self.media is not None:
+            from media.record import RoomRecording  # media is optional: imported when used
+
+            directory = Path(self.settings.recordings_dir)
+            segment_s = self.settings.recording_segment_s
+            recording = self.recordings[room] = RoomRecording(room, directory, segment_s=segment_s)
+        elif kind == "rec.stopped" or envelope.event.get("reason") == "room_ended":
+            if recording is not None:
+                del self.recordings[room]
+                recording.note(dict(envelope.event))
+                self._spawn(recording.stop())
+            return
+        if recording is None:
+            return
+        if kind in TIMELINE_EVENTS and envelope.users is None:
+            recording.note(dict(envelope.event))
+        if kind in ("rec.started", "tracks"):
+            self._recording_sync(room)
+
+    def _recording_sync(self, room: str) -> None:
+        """Record every publisher of ``room`` whose feeds are on this node, and only them."""
+        recording = self.recordings.get(room)
+        state = self.rooms.get(room)
+        feeds_of = getattr(self.media, "feeds", None)
+        if recording is None or state is None or feeds_of is None:
+            return
+        for user in state.publishers:
+            feeds = feeds_of(room, user)
+            if feeds:
+                recording.add_publisher(user, feeds)
+        for user in list(recording.recorders):
+            if user not in state.publishers:
+                self._spawn(recording.remove_publisher(user))
 
     def _coalesce(
         self, room: str, what: str, interval: float, emit: Callable[[], Awaitable[None]]
@@ -968,6 +1107,8 @@ class Node:
     async def _heartbeat(self) -> None:
         """Refresh this node's presence report and notice counts changed by other nodes."""
         while True:
+            with contextlib.suppress(ClientError):
+                await self.broker.heartbeat()
             await asyncio.sleep(PRESENCE_HEARTBEAT_S)
             for room, state in list(self.rooms.items()):
                 if not self.hub.conns(room):

@@ -45,6 +45,8 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "cohost.invite": _HOST,
     "room.end": _HOST,
     "draw.start": _STAFF,
+    "rec.start": _HOST,
+    "rec.stop": _HOST,
 }
 
 _RANK = {Role.MEMBER: 0, Role.MODERATOR: 1, Role.HOST: 2}
@@ -90,6 +92,7 @@ class RoomState:
     bans: set[str] = field(default_factory=set)
     known: dict[str, Identity] = field(default_factory=dict)
     present: dict[str, int] = field(default_factory=dict)
+    recording: bool = False
 
     @property
     def id(self) -> str:
@@ -299,6 +302,13 @@ class RoomState:
         self.pinned = product
         return [to_all({"t": "product.pinned", "room": self.id, "product": product})]
 
+    def set_recording(self, on: bool) -> list[Envelope]:
+        """Switch recording on or off; ``rec.started`` / ``rec.stopped`` when it changes."""
+        if self.recording == on:
+            return []
+        self.recording = on
+        return [to_all({"t": "rec.started" if on else "rec.stopped", "room": self.id})]
+
     # -- sharing between nodes ------------------------------------------------------
 
     def control_to_wire(self) -> dict[str, Any]:
@@ -316,6 +326,7 @@ class RoomState:
             "last_draw": self.last_draw,
             "mutes": dict(self.mutes),
             "bans": sorted(self.bans),
+            "recording": self.recording,
         }
 
     def load_control(self, data: dict[str, Any]) -> None:
@@ -332,6 +343,7 @@ class RoomState:
         self.last_draw = data.get("last_draw")
         self.mutes = dict(data["mutes"])
         self.bans = set(data["bans"])
+        self.recording = bool(data.get("recording", False))
 
     # -- snapshot -------------------------------------------------------------------
 
@@ -351,4 +363,5 @@ class RoomState:
             "announcement": self.announcement,
             "draws": list(self.draws.values()),
             "last_draw": self.last_draw,
+            "recording": self.recording,
         }

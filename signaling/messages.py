@@ -62,6 +62,8 @@ __all__ = [
     "Product",
     "ProductPin",
     "ProductUnpin",
+    "RecStart",
+    "RecStop",
     "Request",
     "RequestId",
     "RoomEnd",
@@ -356,6 +358,24 @@ class DrawStart:
 
 
 @dataclass(frozen=True, slots=True)
+class RecStart:
+    """Start recording the room (a roomserver addition, host only)."""
+
+    t: ClassVar[str] = "rec.start"
+    id: RequestId
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecStop:
+    """Stop recording the room (a roomserver addition, host only)."""
+
+    t: ClassVar[str] = "rec.stop"
+    id: RequestId
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
 class Ping:
     t: ClassVar[str] = "ping"
     id: RequestId
@@ -390,6 +410,8 @@ RoomRequest: TypeAlias = (
     | RtcUnpublish
     | RtcUnsubscribe
     | DrawStart
+    | RecStart
+    | RecStop
 )
 Request: TypeAlias = RoomRequest | Ping
 
@@ -644,6 +666,8 @@ _SPECS: tuple[_Spec, ...] = (
         },
         check=_draw_check,
     ),
+    _Spec(RecStart, _ROOM),
+    _Spec(RecStop, _ROOM),
     _Spec(Ping, {}),
 )
 

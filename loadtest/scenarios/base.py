@@ -4,8 +4,8 @@ The coordinator (:mod:`loadtest.runner`) drives every scenario through the same
 phases: ``plan`` (pure, from the options), ``prepare`` (rooms, polls, member ids, via
 the HTTP API), then in every client process ``setup`` → ``run`` → ``drain`` →
 ``result``, and finally ``finish`` (checks that need the server's answer, such as the
-final tally). A scenario that needs other machinery (the media ``viewers`` scenario,
-once the SFU exists) provides its own :class:`WorkerRole`; the room-core scenarios
+final tally). A scenario that needs other machinery (the media ``viewers`` scenario)
+provides its own :class:`WorkerRole`; the room-core scenarios
 share :class:`~loadtest.mix.MixWorker` through :class:`MixScenario`.
 
 Invariants: a scenario's ``plan`` does no I/O; its worker role bounds every wait; and a

@@ -26,6 +26,12 @@ same on every node goes through the broker:
   analytics, so a peak is never missed between coalesced presence events.
 * **Coalescing.** ``claim`` grants the right to send a coalesced event of a
   room at most once per interval across all nodes.
+* **Media node.** A room's WebRTC lives on one node: ``claim_media_node``
+  returns the live node holding it, or makes this node the holder. Nodes
+  prove they are alive with ``heartbeat``.
+* **Calls between nodes.** ``call_node`` sends a request to one node, which
+  answers it with the handler it registered with ``serve_calls``; used to
+  forward ``rtc.*`` to a room's media node.
 * **Likes** are a counter every node adds to.
 * **Analytics.** ``append_chat`` also counts the message (in total and per
   minute); ``sample_presence`` folds the member count into a time-weighted
@@ -39,7 +45,7 @@ Every implementation passes the same contract tests in ``tests/contract``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 from roomserver.events import Envelope
@@ -52,6 +58,8 @@ EventSink = Callable[[str, Envelope], None]
 
 PollView = dict[str, Any]
 Tally = tuple[list[int], int]
+NodeHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+"""Answers a call from another node; raises ``ClientError`` to answer with an error."""
 ControlChange = Callable[[RoomState], list[Envelope]]
 """A pure transition of a room's control state returning the envelopes to publish."""
 
@@ -123,6 +131,15 @@ class Broker(Protocol):
     async def add_likes(self, room: str, n: int) -> int: ...
     async def likes(self, room: str) -> int: ...
     async def claim(self, room: str, what: str, interval_s: float) -> float: ...
+
+    # media node and calls between nodes
+    async def heartbeat(self) -> None: ...
+    async def claim_media_node(self, room: str) -> str: ...
+    async def media_node(self, room: str) -> str | None: ...
+    def serve_calls(self, handler: NodeHandler) -> None: ...
+    async def call_node(
+        self, node: str, room: str, request: dict[str, Any], timeout: float
+    ) -> dict[str, Any]: ...
 
     # lucky draws: entries are a set per draw, closing flips it once
     async def create_draw(self, room: str, record: dict[str, Any]) -> None: ...

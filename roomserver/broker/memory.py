@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from roomserver.broker.base import ControlChange, EventSink, PollView, Tally
+from roomserver.broker.base import ControlChange, EventSink, NodeHandler, PollView, Tally
 from roomserver.chat import ChatLog
-from roomserver.errors import NotFound
+from roomserver.errors import NotFound, Unavailable
 from roomserver.events import Envelope
 from roomserver.ids import ChatDraft, ChatMessage, Identity
 from roomserver.polls import PollBook
@@ -53,6 +53,7 @@ class MemoryBroker:
         self._subscribed: set[str] = set()
         self._sink: EventSink | None = None
         self._reports: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._handler: NodeHandler | None = None
 
     async def start(self) -> None:
         return None
@@ -209,6 +210,27 @@ class MemoryBroker:
 
     async def claim(self, room: str, what: str, interval_s: float) -> float:
         return 0.0
+
+    # media node and calls: there is only this node
+
+    async def heartbeat(self) -> None:
+        return None
+
+    async def claim_media_node(self, room: str) -> str:
+        return self.node_id
+
+    async def media_node(self, room: str) -> str | None:
+        return self.node_id
+
+    def serve_calls(self, handler: NodeHandler) -> None:
+        self._handler = handler
+
+    async def call_node(
+        self, node: str, room: str, request: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        if node != self.node_id or self._handler is None:
+            raise Unavailable(f"node {node!r} is not reachable")
+        return await self._handler(request)
 
     # lucky draws
 

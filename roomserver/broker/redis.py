@@ -24,6 +24,9 @@ so one room's keys stay together under Redis Cluster):
 ``P:{R}:log``                      list of analytics events, last 10,000
 ``P:report:{R}``                   a finished room's report, kept for retention
 ``P:{R}:ch``                       pub/sub channel of the room
+``P:{R}:media``                    the node that holds the room's WebRTC
+``P:{_}:alive:<node>``             a node's liveness, 10 s TTL, renewed every 3 s
+``P:{_}:node:<node>``              a node's channel for calls from other nodes
 =================================  ============================================
 
 Why a stream for history: entries carry the seq as their id, so appending is
@@ -62,6 +65,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -76,14 +80,16 @@ from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from roomserver.broker.base import ControlChange, EventSink, PollView, Tally
+from roomserver.broker.base import ControlChange, EventSink, NodeHandler, PollView, Tally
 from roomserver.chat import after_gap, before_gap, resume_window
 from roomserver.errors import (
     AlreadyVoted,
     BadRequest,
+    ClientError,
     NotFound,
     PollClosed,
     Unavailable,
+    error_from_wire,
 )
 from roomserver.events import STATE_EVENT, Envelope
 from roomserver.ids import ChatDraft, ChatMessage, Identity, Role, UserId
@@ -98,6 +104,9 @@ MEMBERS_TTL_S = 10  # with a 3 s heartbeat, a dead node drops out within 13 s
 MAX_POLLS = 100
 _CHAT = b"C"
 _ENVELOPE = b"E"
+_CALL = b"Q"
+_REPLY = b"A"
+ALIVE_TTL_S = 10
 
 _APPEND = """
 local prev = redis.call('GET', KEYS[3])
@@ -153,6 +162,14 @@ fold_presence(KEYS[4], tonumber(ARGV[4]), total)
 return total
 """
 )
+
+# Returns the room's media node if it is alive, else makes ARGV[1] the holder.
+_CLAIM_MEDIA = """
+local holder = redis.call('GET', KEYS[1])
+if holder and redis.call('EXISTS', ARGV[2] .. holder) == 1 then return holder end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
 
 _DRAW_ENTER = """
 if redis.call('HGET', KEYS[1], 'open') ~= '1' then
@@ -310,6 +327,10 @@ class RedisBroker:
         self._member = first.register_script(_MEMBER)
         self._draw_enter = first.register_script(_DRAW_ENTER)
         self._draw_close = first.register_script(_DRAW_CLOSE)
+        self._claim_media = first.register_script(_CLAIM_MEDIA)
+        self._handler: NodeHandler | None = None
+        self._pending_calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._call_tasks: set[asyncio.Task[None]] = set()
         self._sink: EventSink | None = None
         self._rooms: set[str] = set()
         self._last_seq: dict[str, int] = {}
@@ -462,7 +483,7 @@ class RedisBroker:
     async def _open_subscription(self, shard: _Shard) -> None:
         pubsub = shard.client.pubsub(ignore_subscribe_messages=True)
         # The first subscribe opens the connection; a placeholder channel keeps it open.
-        await pubsub.subscribe(self._k("_", "node", self.node_id))
+        await pubsub.subscribe(self._node_channel(self.node_id))
         rooms = sorted(r for r in self._rooms if self._shard(r) is shard)
         if rooms:
             await pubsub.subscribe(*(self._channel(room) for room in rooms))
@@ -487,6 +508,9 @@ class RedisBroker:
             if message is None or message.get("type") != "message":
                 continue
             channel = message["channel"].decode()
+            if channel == self._node_channel(self.node_id):
+                self._on_node_message(shard, message["data"])
+                continue
             room = channel[len(self._prefix) + 2 : -len("}:ch")]
             if room not in self._rooms:
                 continue
@@ -882,6 +906,88 @@ class RedisBroker:
             return 0.0
         remaining = await self._call(self._db(room).pttl(key))
         return max(0.001, remaining / 1000) if remaining > 0 else 0.001
+
+    # -- media node and calls between nodes ------------------------------------------
+
+    def _node_channel(self, node: str) -> str:
+        return self._k("_", "node", node)
+
+    def _alive_key(self, node: str) -> str:
+        return self._k("_", "alive", node)
+
+    async def heartbeat(self) -> None:
+        """Mark this node alive on every shard for ALIVE_TTL_S."""
+        for shard in self._shards:
+            await self._call(shard.client.set(self._alive_key(self.node_id), 1, ex=ALIVE_TTL_S))
+
+    async def claim_media_node(self, room: str) -> str:
+        await self.heartbeat()
+        holder = await self._call(
+            self._claim_media(
+                client=self._db(room),
+                keys=[self._k(room, "media")],
+                args=[self.node_id, self._alive_key("")],
+            )
+        )
+        return str(holder.decode() if isinstance(holder, bytes) else holder)
+
+    async def media_node(self, room: str) -> str | None:
+        db = self._db(room)
+        holder = await self._call(db.get(self._k(room, "media")))
+        if holder is None:
+            return None
+        node = str(holder.decode())
+        alive = await self._call(db.exists(self._alive_key(node)))
+        return node if alive else None
+
+    def serve_calls(self, handler: NodeHandler) -> None:
+        self._handler = handler
+
+    async def call_node(
+        self, node: str, room: str, request: dict[str, Any], timeout: float
+    ) -> dict[str, Any]:
+        """Ask ``node`` (through the room's shard) and wait for its answer."""
+        call_id = secrets.token_hex(8)
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending_calls[call_id] = future
+        body = _CALL + _pack({"id": call_id, "from": self.node_id, "req": request})
+        try:
+            receivers = await self._call(self._db(room).publish(self._node_channel(node), body))
+            if not receivers:
+                raise Unavailable(f"node {node} is not reachable")
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise Unavailable(f"node {node} did not answer in time") from None
+        finally:
+            self._pending_calls.pop(call_id, None)
+
+    def _on_node_message(self, shard: _Shard, data: bytes) -> None:
+        kind, body = data[:1], _unpack(data[1:])
+        if kind == _REPLY:
+            future = self._pending_calls.get(body["id"])
+            if future is not None and not future.done():
+                if body["ok"]:
+                    future.set_result(body["result"])
+                else:
+                    error = error_from_wire(body["code"], body["message"], body["extra"])
+                    future.set_exception(error)
+        elif kind == _CALL and self._handler is not None:
+            task = asyncio.get_running_loop().create_task(self._answer(shard, body))
+            self._call_tasks.add(task)
+            task.add_done_callback(self._call_tasks.discard)
+
+    async def _answer(self, shard: _Shard, body: dict[str, Any]) -> None:
+        assert self._handler is not None
+        reply: dict[str, Any] = {"id": body["id"]}
+        try:
+            reply |= {"ok": True, "result": await self._handler(body["req"])}
+        except ClientError as exc:
+            reply |= {"ok": False, "code": exc.code, "message": exc.message, "extra": exc.extra}
+        except Exception:
+            log.exception("node call failed")
+            reply |= {"ok": False, "code": "internal", "message": "internal error", "extra": {}}
+        with contextlib.suppress(RedisError, OSError):
+            await shard.client.publish(self._node_channel(body["from"]), _REPLY + _pack(reply))
 
     # -- lucky draws ------------------------------------------------------------------
 

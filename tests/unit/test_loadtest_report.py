@@ -121,7 +121,7 @@ def test_default_procs_is_bounded_by_the_cores() -> None:
 
 
 def test_every_scenario_is_registered_with_its_name() -> None:
-    assert list(SCENARIOS) == ["join", "chat", "votes", "launch", "soak"]
+    assert list(SCENARIOS) == ["join", "chat", "votes", "viewers", "launch", "soak"]
     assert all(name == s.name for name, s in SCENARIOS.items())
 
 

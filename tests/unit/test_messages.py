@@ -202,7 +202,7 @@ def assert_names(err: ClientError, field: str) -> None:
 
 
 #: Request types roomserver adds to the contract (additions only, never renames).
-ADDED_TYPES = {"draw.start"}
+ADDED_TYPES = {"draw.start", "rec.start", "rec.stop"}
 
 
 def test_request_types_match_the_contract() -> None:

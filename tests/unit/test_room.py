@@ -84,6 +84,8 @@ EXPECTED: dict[str, set[str]] = {
     "cohost.invite": _HOST_ROLE,
     "room.end": _HOST_ROLE,
     "draw.start": _STAFF_ROLES,
+    "rec.start": _HOST_ROLE,
+    "rec.stop": _HOST_ROLE,
 }
 
 
@@ -472,4 +474,5 @@ def test_snapshot_shape() -> None:
         "announcement": None,
         "draws": [],
         "last_draw": None,
+        "recording": False,
     }

@@ -8,6 +8,12 @@ const STORAGE_KEY = "roomserver.lang";
 
 export const CATALOGUES = {
   en: {
+    "replay.page": "Replay",
+    "replay.title": "Replay · {room}",
+    "replay.loading": "loading…",
+    "replay.ready": "replay",
+    "replay.empty": "This recording has no video.",
+    "replay.failed": "The recording could not be loaded; the link may have expired.",
     "page.viewer": "Live room",
     "page.host": "Host · Live room",
     "status.connecting": "connecting…",
@@ -118,6 +124,12 @@ export const CATALOGUES = {
     "error.disconnected": "Not connected; retrying…",
   },
   "zh-CN": {
+    "replay.page": "回放",
+    "replay.title": "回放 · {room}",
+    "replay.loading": "加载中…",
+    "replay.ready": "回放",
+    "replay.empty": "这段录制没有视频。",
+    "replay.failed": "无法加载录制，链接可能已过期。",
     "page.viewer": "直播间",
     "page.host": "主播 · 直播间",
     "status.connecting": "连接中…",
