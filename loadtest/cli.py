@@ -48,6 +48,8 @@ def default_procs(plan: Plan, cpus: int | None = None) -> int:
         math.ceil(plan.events_per_s / EVENTS_PER_PROC),
         math.ceil(plan.members / int(plan.params.get("viewers_per_proc") or plan.members or 1)),
     )
+    if plan.mix is not None and plan.params.get("viewers"):
+        wanted += 1  # a mix's WebRTC viewers (launch --viewers) decode on top of its members
     return max(1, min(cpus, wanted))
 
 
@@ -93,6 +95,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="PID",
         help="a server process to measure CPU and memory of (repeat)",
+    )
+    target.add_argument(
+        "--watch-pid",
+        action="append",
+        type=int,
+        default=[],
+        metavar="PID",
+        help="another process whose CPU to report, e.g. a redis-server (repeat); "
+        "its work per second of CPU is reported beside the server's",
     )
     client = parser.add_argument_group("client")
     client.add_argument("--encoding", choices=sorted(ENCODINGS), default="json")
@@ -203,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             seed=args.seed,
             run_id=run_id,
             server_pids=pids,
+            watched_pids=tuple(args.watch_pid),
             plot=not args.no_plot,
             progress=not args.quiet,
         )

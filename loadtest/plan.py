@@ -43,6 +43,7 @@ class RunConfig:
     seed: int = 1
     run_id: str = "run"
     server_pids: tuple[int, ...] = ()
+    watched_pids: tuple[int, ...] = ()
     plot: bool = True
     progress: bool = True
 

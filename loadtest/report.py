@@ -87,9 +87,17 @@ def build(
         "likes": counters.get("like_accepted", 0),
     }
     active = {k: v for k, v in activities.items() if v}
-    if server_s and len(active) == 1:
+    watched_s = cpu.get("watched_s")
+    if len(active) == 1:
         ((what, count),) = active.items()
-        rates[f"{what}_per_server_cpu_s"] = round(count / server_s, 1)
+        if server_s:
+            rates[f"{what}_per_server_cpu_s"] = round(count / server_s, 1)
+        if watched_s:
+            rates[f"{what}_per_watched_cpu_s"] = round(count / watched_s, 1)
+    if chat and watched_s and active.keys() == {"deliveries"}:
+        # A Redis broker's work is per message (one script), not per delivery.
+        messages = counters.get("chat_accepted", 0)
+        rates["chat_messages_per_watched_cpu_s"] = round(messages / watched_s, 1)
     stale: dict[str, int] = {}
     for r in results:
         for k, v in r.get("stale", {}).items():
@@ -228,6 +236,11 @@ def table(doc: dict[str, Any]) -> str:
         "joins_per_server_cpu_s": "joins per server CPU-s",
         "votes_per_server_cpu_s": "votes per server CPU-s",
         "likes_per_server_cpu_s": "likes per server CPU-s",
+        "deliveries_per_watched_cpu_s": "deliveries per watched-process CPU-s",
+        "chat_messages_per_watched_cpu_s": "chat messages per watched-process CPU-s",
+        "joins_per_watched_cpu_s": "joins per watched-process CPU-s",
+        "votes_per_watched_cpu_s": "votes per watched-process CPU-s",
+        "likes_per_watched_cpu_s": "likes per watched-process CPU-s",
     }
     rows += [(label, rates[key]) for key, label in labels.items() if key in rates]
     chat = doc["figures"].get("chat_deliveries")
@@ -281,6 +294,14 @@ def table(doc: dict[str, Any]) -> str:
         )
         server = cpu.get("server_s")
         rows.append(("server CPU", f"{server:g}s user+sys" if server is not None else "unknown"))
+        if "watched_s" in cpu:
+            watched = cpu["watched_s"]
+            rows.append(
+                (
+                    "watched CPU",
+                    f"{watched:g}s user+sys" if watched is not None else "unknown (gone?)",
+                )
+            )
         if "machine_busy_cores" in cpu:
             busy_text = (
                 f"{cpu['machine_busy_cores']:g} of {cpu['machine_cores']} cores busy, "

@@ -199,7 +199,8 @@ class Runner:
         self.outcome.setup_s = round(time.monotonic() - started, 3)
         pids = pool.pids
         servers = list(cfg.server_pids)
-        cpu_start = procfs.cpu_of(pids + servers)
+        watched = list(cfg.watched_pids)
+        cpu_start = procfs.cpu_of(pids + servers + watched)
         own_start = os.times()
         machine_start = procfs.machine_cpu()
         t0 = time.time_ns() + int(GO_DELAY_S * 1e9)
@@ -223,7 +224,7 @@ class Runner:
         pool.broadcast("drain", payload)
         self._wait_all(pool, "result", cfg.drain_timeout_s + SLACK_S, during)
         end = time.time_ns()
-        cpu_end = procfs.cpu_of(pids + servers)
+        cpu_end = procfs.cpu_of(pids + servers + watched)
         own_end = os.times()
         machine_end = procfs.machine_cpu()
         memory.sample()
@@ -234,6 +235,11 @@ class Runner:
         used = procfs.delta(cpu_start, cpu_end)
         own = (own_end.user - own_start.user) + (own_end.system - own_start.system)
         self.outcome.cpu = cpu_figures(used, pids, servers, own, interval)
+        if watched:
+            known = {str(p): used.get(p) for p in watched}
+            values = [v for v in known.values() if v is not None]
+            self.outcome.cpu["watched_s"] = round(sum(values), 3) if values else None
+            self.outcome.cpu["watched_processes"] = known
         if machine_start is not None and machine_end is not None:
             busy = machine_end.busy - machine_start.busy
             total = machine_end.total - machine_start.total

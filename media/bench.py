@@ -101,7 +101,7 @@ class RelayBackend:
         self.pcs[(room, user, None)] = pc
         return answer
 
-    async def subscribe(self, room: str, user: str, publisher: str, sdp: str) -> str:
+    async def subscribe(self, room: str, user: str, publisher: str, sdp: str, tab: str = "") -> str:
         tracks = self.sources.get((room, publisher))
         if not tracks:
             raise NotFound(f"{publisher!r} is not publishing")
@@ -121,14 +121,17 @@ class RelayBackend:
         self.sources.pop((room, user), None)
         await self._drop([k for k in self.pcs if k[0] == room and user in (k[1], k[2])])
 
-    async def unsubscribe(self, room: str, user: str, publisher: str) -> None:
+    async def unsubscribe(self, room: str, user: str, publisher: str, tab: str = "") -> None:
         await self._drop([(room, user, publisher)])
 
-    async def member_gone(self, room: str, user: str) -> None:
+    async def member_gone(self, room: str, user: str, tab: str = "") -> None:
         await self._drop([k for k in self.pcs if k[0] == room and k[1] == user])
 
     async def room_ended(self, room: str) -> None:
         await self._drop([k for k in self.pcs if k[0] == room])
+
+    async def guests_gone(self, room: str, prefix: str) -> None:
+        await self._drop([k for k in self.pcs if k[0] == room and k[1].startswith(prefix)])
 
     async def close(self) -> None:
         for drain in self.drains:

@@ -1,23 +1,39 @@
-"""Fan-out of a publisher's encoded frames to its viewers; nothing here decodes or encodes.
+"""Fan-out of a publisher's media to its viewers; nothing here decodes or encodes.
+
+Viewers are fed packet by packet; whole frames go to recorders.
 
 Invariants:
 
-* One :class:`Feed` per published track. A frame enters once (:meth:`Feed.push`,
-  called on the event loop by the receiver tap of :mod:`media.hooks`) and is
-  handed to every viewer's bounded queue. ``push`` never waits, whatever the
-  viewers do.
-* A :class:`ViewerTrack` holds at most ``limit`` frames. When full, a video
-  viewer drops its whole queue and skips to the next keyframe (asking the
-  publisher for one); an audio viewer drops its oldest frame. A slow viewer
-  costs only itself.
-* A video viewer's first frame is a keyframe. The feed caches the latest
-  keyframe and every frame after it (at most :data:`CACHE_MAX_FRAMES` frames
-  and :data:`CACHE_MAX_BYTES` bytes, else nothing until the next keyframe).
-  A viewer that joins while the cache holds at most
-  :data:`CACHE_FRESH_FRAMES` frames starts from it at once, and the publisher
-  is not asked for anything. Otherwise the feed asks for a keyframe, and a
-  viewer still waiting :data:`KEYFRAME_WAIT_S` later gets the cache after all;
-  while anyone waits with nothing cached, the request is repeated.
+* One :class:`Feed` per published track. Each RTP packet enters once
+  (:meth:`Feed.push_packet`, called on the event loop by the packet tap of
+  :mod:`media.hooks` as it arrives, retransmissions already recovered) and is
+  handed to every :class:`PacketViewer`, which renumbers it
+  (:class:`media.rtp.StreamMap`), protects it and writes it to the viewer's
+  socket at once. Nothing waits: a viewer's socket that cannot take more
+  drops packets (counted), and the viewer asks again (NACK, answered from
+  its last :data:`HISTORY_PACKETS` packets, or rebuilt from the keyframe
+  cache when older) or asks for a keyframe. A slow
+  viewer costs only itself.
+* Each complete frame also enters once (:meth:`Feed.push`, from the receiver's
+  jitter buffer) and goes to every frame consumer (:class:`ViewerTrack`, the
+  recorder's tap) through a bounded queue: when full, video drops the whole
+  queue and skips to the next keyframe (asking the publisher for one), audio
+  drops its oldest frame.
+* A video viewer starts at the first packet of a keyframe. The feed caches the
+  packets from the latest keyframe on (and, for recorders, the frames), at
+  most :data:`CACHE_MAX_FRAMES` frames and :data:`CACHE_MAX_BYTES` bytes, else
+  nothing until the next keyframe. A viewer that joins while the cache holds
+  at most :data:`CACHE_FRESH_FRAMES` frames (and, for packet viewers,
+  :data:`CACHE_FRESH_BYTES`) starts from it at once, and the publisher is not
+  asked for anything. Otherwise the feed asks for a
+  keyframe, and a viewer still waiting :data:`KEYFRAME_WAIT_S` later gets the
+  cache after all; while anyone waits with nothing cached, the request is
+  repeated.
+* A viewer is announced when it subscribes (:meth:`Feed.expect_viewer`), before
+  ICE and DTLS: if the cache will not be fresh when it is connected, the
+  keyframe is asked for then, so that it arrives while the viewer connects.
+  One request is outstanding at a time (until a keyframe comes or
+  :data:`KEYFRAME_WAIT_S` passes), however many viewers arrive.
 * A replayed cache is sent with consecutive timestamps (one tick apart)
   ending at the newest frame's, so a receiver's jitter buffer renders it as
   a fast catch-up instead of playing seconds behind live.
@@ -32,24 +48,44 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
+from typing import Any, Protocol
 
 import av
+from aiortc import clock
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+
+from media.rtp import (
+    KeyframeCache,
+    RtpWriter,
+    SourcePacket,
+    StreamMap,
+    sequence_number,
+    starts_keyframe,
+)
 
 CACHE_MAX_FRAMES = 150
 CACHE_MAX_BYTES = 4 * 1024 * 1024
 CACHE_FRESH_FRAMES = 60
+#: Nor more than this many bytes: a replay is one burst, and a larger one overflows
+#: receivers (aiortc's video jitter buffer holds 512 packets, a socket's default
+#: receive buffer about 100 datagrams), which then lose what they need.
+CACHE_FRESH_BYTES = 192 * 1024
+#: Frames a subscribing viewer may take to connect: a cache older than
+#: CACHE_FRESH_FRAMES minus this when it subscribes is refreshed for it.
+CONNECT_FRAMES = 15
 KEYFRAME_WAIT_S = 0.5
 VIDEO_QUEUE_FRAMES = 90
 AUDIO_QUEUE_FRAMES = 100
 PLI_INTERVAL_S = 1.0
+#: Packets each viewer keeps for retransmission: about 1.5 s of 800 kbps video.
+HISTORY_PACKETS = 128
 
 _VIDEO_FPS = 30
 _AUDIO_FPS = 50
@@ -158,6 +194,12 @@ class Feed:
         self._cache_fresh_frames = cache_fresh_frames
         self._keyframe_wait_s = keyframe_wait_s
         self._viewers: set[ViewerTrack] = set()
+        self._packet_viewers: set[PacketViewer] = set()
+        self._packet_cache = KeyframeCache(cache_max_frames, cache_max_bytes)
+        self.packets_in = 0
+        self._keyframe_asked_at: float | None = None
+        self.ntp_time = clock.current_ntp_time()
+        self._newest_ts: int | None = None
         self._cache: list[EncodedFrame] = []
         self._cache_bytes = 0
         self._h264_params = b""
@@ -165,11 +207,23 @@ class Feed:
 
     @property
     def viewers(self) -> int:
-        return len(self._viewers)
+        """Packet viewers and frame consumers (recorders)."""
+        return len(self._viewers) + len(self._packet_viewers)
 
     @property
     def cached_frames(self) -> int:
         return len(self._cache)
+
+    @property
+    def cached_packets(self) -> list[SourcePacket]:
+        return list(self._packet_cache.packets)
+
+    def cached_packet(self, seq: int) -> SourcePacket | None:
+        """The cached packet with source sequence number ``seq`` (for retransmissions)."""
+        for packet in reversed(self._packet_cache.packets):
+            if packet.seq == seq:
+                return packet
+        return None
 
     def start_source(self, source: object) -> None:
         """Frames now come from ``source``; after the first, timestamps and decoding restart."""
@@ -178,15 +232,40 @@ class Feed:
             return
         self._cache = []
         self._cache_bytes = 0
+        self._packet_cache.clear()
         for viewer in tuple(self._viewers):
             viewer.rebase()
+        for packet_viewer in tuple(self._packet_viewers):
+            packet_viewer.rebase()
 
     def source_ended(self, source: object) -> None:
         if source is self.source:
             self.end()
 
+    def push_packet(
+        self, seq: int, timestamp: int, marker: int, payload: bytes, source: object
+    ) -> None:
+        """Take one RTP packet from the publisher and send it to every viewer. Never waits."""
+        if self.ended or source is not self.source:
+            return
+        video = self.kind == "video"
+        packet = SourcePacket(
+            seq, timestamp, marker, payload, starts_keyframe(self.name, payload) if video else True
+        )
+        self.packets_in += 1
+        if timestamp != self._newest_ts:
+            # One wall-clock reading per frame, shared by every viewer's sender report.
+            self._newest_ts = timestamp
+            self.ntp_time = clock.current_ntp_time()
+        if video:
+            self._packet_cache.add(packet)
+            if packet.keyframe_start:
+                self._keyframe_asked_at = None
+        for viewer in tuple(self._packet_viewers):
+            viewer.deliver(packet)
+
     def push(self, data: bytes, timestamp: int, source: object) -> None:
-        """Take one frame from the publisher and hand it to every viewer. Never waits."""
+        """Take one frame from the publisher and hand it to every frame consumer."""
         if self.ended or source is not self.source:
             return
         keyframe = is_keyframe(self.name, data)
@@ -240,11 +319,57 @@ class Feed:
     def detach(self, viewer: ViewerTrack) -> None:
         self._viewers.discard(viewer)
 
+    def expect_viewer(self) -> None:
+        """A viewer is subscribing: if the cache will be stale once it is connected, ask now."""
+        if self.ended or self.kind != "video" or self._keyframe_outstanding():
+            return
+        cache = self._packet_cache
+        if (
+            cache.packets
+            and cache.frames <= self._cache_fresh_frames - CONNECT_FRAMES
+            and cache.size <= CACHE_FRESH_BYTES * 3 // 4
+        ):
+            return
+        self._keyframe_asked_at = time.monotonic()
+        self.keyframes.request("expected")
+
+    def _keyframe_outstanding(self) -> bool:
+        asked = self._keyframe_asked_at
+        return asked is not None and time.monotonic() - asked < self._keyframe_wait_s
+
+    def attach_packets(self, viewer: PacketViewer) -> None:
+        """Add a packet viewer: start it from a fresh cache, or ask for a keyframe for it."""
+        if self.ended:
+            viewer.end()
+            return
+        self._packet_viewers.add(viewer)
+        if self.kind != "video":
+            return
+        cache = self._packet_cache
+        if (
+            cache.packets
+            and cache.frames <= self._cache_fresh_frames
+            and (cache.size <= CACHE_FRESH_BYTES)
+        ):
+            self.cache_replays += 1
+            viewer.replay(cache.packets)
+        elif self._keyframe_outstanding():
+            self._start_fallback()  # the keyframe asked for at subscribe is on its way
+        else:
+            self._keyframe_asked_at = time.monotonic()
+            self.keyframe_needed("stale_cache" if cache.packets else "join")
+
+    def detach_packets(self, viewer: PacketViewer) -> None:
+        self._packet_viewers.discard(viewer)
+
     def keyframe_needed(self, reason: str) -> None:
         """A viewer waits for a keyframe: ask, and serve the cache if none comes soon."""
         if self.ended:
             return
         self.keyframes.request(reason)
+        self._start_fallback()
+
+    def _start_fallback(self) -> None:
         if self._fallback is None:
             loop = asyncio.get_running_loop()
             self._fallback = loop.call_later(self._keyframe_wait_s, self._serve_waiting)
@@ -252,14 +377,19 @@ class Feed:
     def _serve_waiting(self) -> None:
         self._fallback = None
         waiting = [v for v in self._viewers if v.waiting]
-        if not waiting:
+        waiting_packets = [v for v in self._packet_viewers if v.waiting]
+        if not waiting and not waiting_packets:
             return
-        if not self._cache:
+        if (waiting and not self._cache) or (waiting_packets and not self._packet_cache.packets):
             self.keyframe_needed("retry")
-            return
-        for viewer in waiting:
-            self.cache_replays += 1
-            viewer.replay(self._cache)
+        if self._cache:
+            for viewer in waiting:
+                self.cache_replays += 1
+                viewer.replay(self._cache)
+        if self._packet_cache.packets:
+            for packet_viewer in waiting_packets:
+                self.cache_replays += 1
+                packet_viewer.replay(self._packet_cache.packets)
 
     def request_keyframe(self, reason: str) -> None:
         """A viewer's decoder lost the picture (PLI/FIR): pass it on, rate-limited."""
@@ -272,6 +402,7 @@ class Feed:
             return
         self.ended = True
         self._cache = []
+        self._packet_cache.clear()
         self.keyframes.close()
         if self._fallback is not None:
             self._fallback.cancel()
@@ -279,15 +410,165 @@ class Feed:
         for viewer in tuple(self._viewers):
             viewer.end()
         self._viewers.clear()
+        for packet_viewer in tuple(self._packet_viewers):
+            packet_viewer.end()
+        self._packet_viewers.clear()
+
+
+class SenderLink(Protocol):
+    """What a :class:`PacketViewer` needs of its ``RTCRtpSender`` (see ``hooks.PacketSender``)."""
+
+    @property
+    def rtx(self) -> tuple[int, int] | None: ...
+
+    def writer(self) -> RtpWriter: ...
+
+    def transmitter(self) -> Callable[[bytes], bool]: ...
+
+    def clock(self, rtp_timestamp: int, ntp_time: int) -> None: ...
+
+    def count(self, packets: int, payload_bytes: int) -> None: ...
+
+
+class PacketViewer:
+    """One viewer's stream of one feed: each packet renumbered, protected and sent at once.
+
+    Sequence numbers and timestamps come from a :class:`~media.rtp.StreamMap`;
+    the last :data:`HISTORY_PACKETS` packets sent are kept (as sent, before
+    protection) to answer NACKs, on the RTX stream when one was negotiated.
+    """
+
+    def __init__(self, feed: Feed, link: SenderLink, history: int = HISTORY_PACKETS) -> None:
+        self.kind = feed.kind
+        self.feed = feed
+        self.map = StreamMap(feed.step, random.randrange(1 << 15), random.randrange(1 << 32))
+        self._link = link
+        self._writer = link.writer()
+        self._transmit = link.transmitter()
+        self._rtx = link.rtx
+        self._rtx_seq = random.randrange(1 << 15)
+        self._history: list[bytes | None] = [None] * history
+        self._clock_ts: int | None = None
+        self.ended = False
+        self.on_end: Callable[[], None] | None = None
+        self.packets_out = 0
+        self.dropped = 0
+        self.skipped = 0
+        self.retransmitted = 0
+
+    @property
+    def waiting(self) -> bool:
+        """Joined, and waiting for a keyframe to (re)start from."""
+        return not self.map.started and not self.ended and self.kind == "video"
+
+    def deliver(self, packet: SourcePacket) -> None:
+        if self.ended:
+            return
+        if not self.map.started:
+            if not packet.keyframe_start:
+                self.skipped += 1
+                return
+            self.map.start(packet)
+        self._send(packet)
+
+    def replay(self, packets: list[SourcePacket]) -> None:
+        """Start from ``packets`` (a keyframe's and what followed), squeezed to one tick apart."""
+        if not packets or self.ended:
+            return
+        self.map.replay(packets)
+        for packet in packets:
+            self._send(packet)
+
+    def rebase(self) -> None:
+        self.map.rebase()
+
+    def _send(self, packet: SourcePacket) -> None:
+        seq, timestamp = self.map.place(packet)
+        data = self._writer.packet(seq, timestamp, packet.marker, packet.payload)
+        self._history[seq % len(self._history)] = data
+        if not self._transmit(data):
+            self.dropped += 1
+            return
+        self.packets_out += 1
+        if timestamp != self._clock_ts:
+            self._clock_ts = timestamp
+            self._link.clock(timestamp, self.feed.ntp_time)
+        self._link.count(1, len(packet.payload))
+
+    def retransmit(self, seq: int) -> None:
+        """The viewer lost packet ``seq``: send it again if we still hold it.
+
+        Past our history (a cache replay is often longer), the packet is rebuilt
+        from the feed's keyframe cache, numbered and timed as it was sent.
+        """
+        if self.ended:
+            return
+        data = self._history[seq % len(self._history)]
+        if data is None or sequence_number(data) != seq:
+            data = self._rebuild(seq)
+            if data is None:
+                return
+        if self._rtx is not None:
+            payload_type, ssrc = self._rtx
+            data = self._writer.retransmission(data, payload_type, ssrc, self._rtx_seq)
+            self._rtx_seq = (self._rtx_seq + 1) % 65536
+        if self._transmit(data):
+            self.retransmitted += 1
+
+    def _rebuild(self, seq: int) -> bytes | None:
+        source_seq = self.map.source_seq(seq)
+        packet = None if source_seq is None else self.feed.cached_packet(source_seq)
+        if packet is None:
+            return None
+        return self._writer.packet(seq, self.map.timestamp(packet), packet.marker, packet.payload)
+
+    def end(self) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._history = [None]
+        if self.on_end is not None:
+            self.on_end()
+
+
+class PacketTrack(MediaStreamTrack):
+    """The track of a viewer's ``RTCRtpSender``: it never yields, packets go past it.
+
+    The sender's RTP loop reads it once the viewer's connection is up; that
+    first ``recv`` builds the :class:`PacketViewer` (with ``start``) and joins
+    the feed, so a cache replay is not spent on a connection still doing ICE.
+    Then it waits, without waking, until the viewer ends.
+    """
+
+    def __init__(self, feed: Feed, start: Callable[[], PacketViewer]) -> None:
+        super().__init__()
+        self.kind = feed.kind
+        self.feed = feed
+        self.viewer: PacketViewer | None = None
+        self._start = start
+        self._ended = asyncio.Event()
+
+    async def recv(self) -> av.Packet[Any]:
+        if self.viewer is None and not self._ended.is_set():
+            self.viewer = self._start()
+            self.viewer.on_end = self._ended.set
+            self.feed.attach_packets(self.viewer)
+        await self._ended.wait()
+        raise MediaStreamError
+
+    def stop(self) -> None:
+        if self.viewer is not None:
+            self.feed.detach_packets(self.viewer)
+            self.viewer.end()
+        self._ended.set()
+        super().stop()
 
 
 class ViewerTrack(MediaStreamTrack):
-    """What one viewer's ``RTCRtpSender`` reads: the feed's frames as ``av.Packet``.
+    """A frame consumer of a feed (the recorder's tap): frames as ``av.Packet``.
 
-    The sender packetizes ``av.Packet`` input as it is, so no encoder runs. The
-    track joins its feed on the first ``recv``, that is once the viewer's
-    connection is up, so the cache replay is not spent on a connection still
-    doing ICE.
+    A sender reading it packetizes ``av.Packet`` input as it is, so no encoder
+    runs. The track joins its feed on the first ``recv``.
     """
 
     def __init__(self, feed: Feed, limit: int | None = None) -> None:

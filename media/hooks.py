@@ -35,6 +35,42 @@ The hooks:
 * **Codec compatibility** (:func:`codec_compatible`): the same test aiortc's
   ``setRemoteDescription`` uses, so our codec choice always agrees with its
   negotiation.
+* **Packets before the jitter buffer** (:func:`tap_packets`):
+  ``RTCRtpReceiver._handle_rtp_packet`` recovers retransmissions (RTX), sends
+  NACKs upstream, then calls ``__jitter_buffer.add(packet)``. We put a
+  :class:`PacketTap` in front of that buffer, so the SFU sees each packet the
+  moment it arrives, and the buffer still assembles frames for recording.
+* **Sending past the sender's RTP loop** (:class:`PacketSender`): a viewer's
+  ``RTCRtpSender`` keeps its RTCP loop (sender reports, NACK and PLI
+  handling), but its packets are written by the SFU. We capture the
+  parameters ``send()`` receives (payload types, ``mid``), read
+  ``__rtp_header_extensions_map``, ``__rtx_payload_type`` and ``_rtx_ssrc``,
+  keep ``__ntp_timestamp``, ``__rtp_timestamp``, ``__octet_count`` and
+  ``__packet_count`` current for the sender reports, and replace
+  ``_retransmit`` so NACKs are answered from the SFU's history. Packets are
+  protected with the DTLS transport's ``_tx_srtp`` and written to the
+  nominated ICE pair's datagram transport (``Connection._nominated``), as
+  ``RTCDtlsTransport._send_rtp`` and aioice's ``Connection.sendto`` do, minus
+  two coroutines per packet.
+* **One DTLS certificate for the node** (:class:`SharedCertificate`,
+  :func:`shared_certificate`): ``RTCPeerConnection.__init__`` calls
+  ``RTCCertificate.generateCertificate()`` (a new EC key and a signed
+  certificate), and every DTLS transport computes three fingerprints and
+  builds an ``SSL.Context`` (``_create_ssl_context``). The module name
+  ``aiortc.rtcpeerconnection.RTCCertificate`` is replaced once by a subclass
+  whose ``generateCertificate`` returns the given certificate inside
+  ``shared_certificate(...)`` and a new one elsewhere; the shared one computes
+  its fingerprints once and keeps one context per set of SRTP profiles.
+  Browsers, too, use one certificate for many connections: what identifies
+  the connection to the peer is the fingerprint signed into the SDP.
+* **Bitrate estimator on demand** (:class:`LazyBitrateEstimator`): every video
+  ``RTCRtpReceiver`` builds a ``RemoteBitrateEstimator`` in ``__init__``, whose
+  1,000-bucket rate counter costs about 4 ms of CPU, and a viewer's peer
+  connection has a video receiver too, although it never receives. The module
+  name ``aiortc.rtcrtpreceiver.RemoteBitrateEstimator`` is replaced once by a
+  stand-in that builds the real estimator on the first packet; the receiver
+  only ever calls ``add()`` on it, and sends a REMB for each estimate it
+  returns, which the stand-in paces.
 """
 
 from __future__ import annotations
@@ -51,18 +87,35 @@ from typing import Any
 import aioice
 import aioice.ice
 import aiortc
+import aiortc.rtcdtlstransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
-from aiortc.jitterbuffer import JitterFrame
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecCapability,
+    RTCRtpCodecParameters,
+    RTCRtpSendParameters,
+)
+from aiortc.rtp import RtpPacket
+
+from media.rtp import RtpWriter
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
 
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _THREAD_ATTR = "_RTCRtpReceiver__decoder_thread"
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_EXTENSIONS_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
+_RTX_PT_ATTR = "_RTCRtpSender__rtx_payload_type"
+
+#: Bytes queued on a viewer's socket (the kernel's buffer was full) past which
+#: packets are dropped rather than queued without bound; NACK and PLI recover.
+WRITE_BUFFER_LIMIT = 256 * 1024
 
 
 class HookError(RuntimeError):
@@ -125,12 +178,167 @@ def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> Awaitable[None]:
     return result
 
 
+PacketSink = Callable[[RtpPacket], None]
+
+
+class PacketTap:
+    """Stands in for a receiver's jitter buffer: each packet goes to the SFU, then on."""
+
+    def __init__(self, buffer: JitterBuffer, on_packet: PacketSink) -> None:
+        self._buffer = buffer
+        self._on_packet = on_packet
+        self.packets = 0
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        self.packets += 1
+        self._on_packet(packet)
+        return self._buffer.add(packet)
+
+
+def tap_packets(receiver: RTCRtpReceiver, on_packet: PacketSink) -> PacketTap:
+    """Give ``receiver``'s packets (retransmissions recovered) to ``on_packet`` on arrival."""
+    buffer = getattr(receiver, _JITTER_ATTR)
+    if not isinstance(buffer, JitterBuffer):
+        raise HookError(f"tap_packets: {_JITTER_ATTR} is not a JitterBuffer")
+    tap = PacketTap(buffer, on_packet)
+    setattr(receiver, _JITTER_ATTR, tap)
+    return tap
+
+
 # -- send side -----------------------------------------------------------------------
+
+
+class PacketSender:
+    """A viewer's ``RTCRtpSender`` whose packets the SFU writes itself.
+
+    Wrap the sender before negotiation; once its RTP loop has started (the
+    sender's track is first read), :meth:`writer`, :attr:`rtx` and
+    :meth:`transmitter` describe and reach the negotiated stream.
+    """
+
+    def __init__(self, sender: RTCRtpSender) -> None:
+        self.sender = sender
+        self.parameters: RTCRtpSendParameters | None = None
+        original = sender.send
+
+        async def send(parameters: RTCRtpSendParameters) -> None:
+            self.parameters = parameters
+            await original(parameters)
+
+        sender.send = send  # type: ignore[method-assign]
+
+    def writer(self) -> RtpWriter:
+        """Packets with the sender's SSRC, payload type and ``mid`` header extension."""
+        if self.parameters is None or not self.parameters.codecs:
+            raise HookError("PacketSender.writer: the sender was never started")
+        payload_type = self.parameters.codecs[0].payloadType
+        if payload_type is None:
+            raise HookError("PacketSender.writer: no payload type negotiated")
+        template = RtpPacket(payload_type=payload_type, ssrc=self.sender._ssrc)
+        template.extensions.mid = self.parameters.muxId
+        serialized = template.serialize(getattr(self.sender, _EXTENSIONS_ATTR))
+        return RtpWriter(self.sender._ssrc, payload_type, serialized[12:])
+
+    @property
+    def rtx(self) -> tuple[int, int] | None:
+        """(payload type, SSRC) of the negotiated retransmission stream, if any."""
+        payload_type = getattr(self.sender, _RTX_PT_ATTR)
+        return None if payload_type is None else (payload_type, self.sender._rtx_ssrc)
+
+    def transmitter(self) -> Callable[[bytes], bool]:
+        """A function that protects and sends one RTP packet now; False if it could not."""
+        dtls = self.sender.transport
+        nominated = dtls.transport._connection._nominated
+        connected = aiortc.rtcdtlstransport.State.CONNECTED
+
+        def transmit(data: bytes) -> bool:
+            pair = nominated.get(1)
+            if pair is None or dtls._state is not connected:
+                return False
+            transport: Any = pair.protocol.transport
+            if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
+                return False
+            transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)
+            return True
+
+        return transmit
+
+    def clock(self, rtp_timestamp: int, ntp_time: int) -> None:
+        """Pair ``rtp_timestamp`` with ``ntp_time`` (now) for the next sender report
+        (RFC 3550 6.4.1)."""
+        sender: Any = self.sender
+        sender._RTCRtpSender__ntp_timestamp = ntp_time
+        sender._RTCRtpSender__rtp_timestamp = rtp_timestamp
+
+    def count(self, packets: int, payload_bytes: int) -> None:
+        """Add to the packet and octet counts of the sender reports."""
+        sender: Any = self.sender
+        sender._RTCRtpSender__packet_count += packets
+        sender._RTCRtpSender__octet_count += payload_bytes
+
+    def on_nack(self, retransmit: Callable[[int], None]) -> None:
+        """Answer the remote receiver's NACKs with ``retransmit(sequence_number)``."""
+
+        async def answer(sequence_number: int) -> None:
+            retransmit(sequence_number)
+
+        self.sender._retransmit = answer  # type: ignore[method-assign]
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the remote receiver of ``sender`` sends PLI or FIR."""
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+# -- DTLS ----------------------------------------------------------------------------
+
+
+class SharedCertificate(RTCCertificate):
+    """A DTLS certificate used by many peer connections: fingerprints and contexts made once."""
+
+    def __init__(self, key: Any, cert: Any) -> None:
+        super().__init__(key=key, cert=cert)
+        self._fingerprints = super().getFingerprints()
+        self._contexts: dict[tuple[bytes, ...], Any] = {}
+
+    @classmethod
+    def generate(cls) -> SharedCertificate:
+        made = RTCCertificate.generateCertificate()
+        return cls(key=made._key, cert=made._cert)
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:
+        return list(self._fingerprints)
+
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = super()._create_ssl_context(srtp_profiles)
+        return context
+
+
+_certificate: contextvars.ContextVar[RTCCertificate | None] = contextvars.ContextVar(
+    "roomserver_certificate", default=None
+)
+
+
+class _PeerConnectionCertificate(RTCCertificate):
+    """What ``RTCPeerConnection.__init__`` calls: the shared certificate when one is set."""
+
+    @classmethod
+    def generateCertificate(cls) -> Any:
+        return _certificate.get() or RTCCertificate.generateCertificate()
+
+
+@contextlib.contextmanager
+def shared_certificate(certificate: SharedCertificate) -> Iterator[None]:
+    """Peer connections created within this block use ``certificate``."""
+    install()
+    token = _certificate.set(certificate)
+    try:
+        yield
+    finally:
+        _certificate.reset(token)
 
 
 # -- ICE -----------------------------------------------------------------------------
@@ -218,6 +426,43 @@ def sever(pc: RTCPeerConnection) -> None:
             protocol.transport.close()
 
 
+#: Least time between two REMB reports to a publisher, unless the estimate falls.
+REMB_INTERVAL_MS = 250
+
+
+class LazyBitrateEstimator:
+    """aiortc's ``RemoteBitrateEstimator``, built when the first packet arrives.
+
+    It also paces the estimates it returns (each becomes a REMB packet to the
+    publisher): aiortc's returns one for every packet while its detector sees
+    overuse, which a busy server's own scheduling jitter triggers. A new
+    estimate goes out at most every :data:`REMB_INTERVAL_MS`, or at once when
+    it is lower than the last one sent, so the publisher still backs off
+    without delay.
+    """
+
+    def __init__(self) -> None:
+        self.real: RemoteBitrateEstimator | None = None
+        self._sent_at: int | None = None
+        self._sent_bitrate = 0
+
+    def add(
+        self, arrival_time_ms: int, abs_send_time: int, payload_size: int, ssrc: int
+    ) -> tuple[int, list[int]] | None:
+        if self.real is None:
+            self.real = RemoteBitrateEstimator()
+        estimate = self.real.add(arrival_time_ms, abs_send_time, payload_size, ssrc)
+        if estimate is None:
+            return None
+        bitrate = estimate[0]
+        due = self._sent_at is None or arrival_time_ms - self._sent_at >= REMB_INTERVAL_MS
+        if not due and bitrate >= self._sent_bitrate:
+            return None
+        self._sent_at = arrival_time_ms
+        self._sent_bitrate = bitrate
+        return estimate
+
+
 # -- installation and checks ------------------------------------------------------------
 
 _installed = False
@@ -230,6 +475,8 @@ def install() -> None:
         return
     check()
     aioice.ice.get_host_addresses = _get_host_addresses
+    aiortc.rtcrtpreceiver.RemoteBitrateEstimator = LazyBitrateEstimator  # type: ignore[attr-defined, assignment]
+    aiortc.rtcpeerconnection.RTCCertificate = _PeerConnectionCertificate  # type: ignore[attr-defined]
     _installed = True
 
 
@@ -297,6 +544,83 @@ def check() -> None:
         "async RTCRtpReceiver._send_rtcp_pli(media_ssrc)",
     )
 
+    expect(
+        "pli_flag, encoded_frame = self.__jitter_buffer.add(packet)" in handle_rtp
+        and handle_rtp.index("unwrap_rtx(") < handle_rtp.index("self.__jitter_buffer.add(")
+        and "self.__jitter_buffer = JitterBuffer(" in receiver_init,
+        "RTCRtpReceiver._handle_rtp_packet gives unwrapped packets to __jitter_buffer.add",
+    )
+    sender_init = _source(RTCRtpSender.__init__)
+    expect(
+        all(
+            f"self.__{name}" in sender_init
+            for name in (
+                "rtp_header_extensions_map",
+                "rtx_payload_type",
+                "ntp_timestamp",
+                "rtp_timestamp",
+                "octet_count",
+                "packet_count",
+            )
+        )
+        and "self._rtx_ssrc" in sender_init
+        and "self._ssrc" in sender_init,
+        "RTCRtpSender keeps its stream state in the attributes PacketSender uses",
+    )
+    sender_send = _source(RTCRtpSender.send)
+    expect(
+        "self.__rtp_header_extensions_map.configure(parameters)" in sender_send
+        and "self._run_rtp(parameters.codecs[0])" in sender_send,
+        "RTCRtpSender.send configures extensions and sends codecs[0]",
+    )
+    expect(
+        "self.__packet_count" in _source(RTCRtpSender._run_rtcp)
+        and "self.__ntp_timestamp" in _source(RTCRtpSender._run_rtcp),
+        "RTCRtpSender._run_rtcp reports __ntp_timestamp and __packet_count",
+    )
+    expect(
+        _params(RTCRtpSender._retransmit) == ["self", "sequence_number"]
+        and "await self._retransmit(seq)" in _source(RTCRtpSender._handle_rtcp_packet),
+        "RTCRtpSender._handle_rtcp_packet answers NACKs with await self._retransmit(seq)",
+    )
+    dtls_send = _source(aiortc.RTCDtlsTransport._send_rtp)
+    expect(
+        "self._tx_srtp.protect(data)" in dtls_send
+        and "await self.transport._send(data)" in dtls_send
+        and "State.CONNECTED" in dtls_send,
+        "RTCDtlsTransport._send_rtp protects with _tx_srtp and sends on the ICE transport",
+    )
+    expect(
+        "self._send = self._connection.send" in _source(aiortc.RTCIceTransport.__init__),
+        "RTCIceTransport._send is its aioice connection's send",
+    )
+    expect(
+        "await self.sendto(data, 1)" in _source(aioice.ice.Connection.send)
+        and "self._nominated.get(component)" in _source(aioice.ice.Connection.sendto)
+        and "active_pair.protocol.send_data(data, active_pair.remote_addr)"
+        in _source(aioice.ice.Connection.sendto)
+        and "self.transport.sendto(data, addr)" in _source(aioice.ice.StunProtocol.send_data),
+        "aioice Connection.sendto writes to the nominated pair's datagram transport",
+    )
+    expect(
+        "self.__certificates = [RTCCertificate.generateCertificate()]"
+        in _source(RTCPeerConnection.__init__)
+        and "RTCDtlsTransport(iceTransport, self.__certificates)"
+        in _source(RTCPeerConnection._RTCPeerConnection__createDtlsTransport),  # type: ignore[attr-defined]
+        "RTCPeerConnection takes its certificate from RTCCertificate.generateCertificate()",
+    )
+    dtls_init = _source(aiortc.RTCDtlsTransport.__init__)
+    dtls_start = _source(aiortc.RTCDtlsTransport.start)
+    expect(
+        "self.__local_certificate = certificate" in dtls_init
+        and "self.__local_certificate._create_ssl_context(" in dtls_start
+        and "srtp_profiles=self._srtp_profiles" in dtls_start
+        and _params(RTCCertificate._create_ssl_context) == ["self", "srtp_profiles"]
+        and "self.__local_certificate.getFingerprints()"
+        in _source(aiortc.RTCDtlsTransport.getLocalParameters)
+        and "SSL.Connection(" in dtls_start,
+        "RTCDtlsTransport makes an SSL.Connection from _create_ssl_context(srtp_profiles=...)",
+    )
     expect(_params(RTCRtpSender._send_keyframe) == ["self"], "RTCRtpSender._send_keyframe()")
     sender_rtcp = _source(RTCRtpSender._handle_rtcp_packet)
     expect(
@@ -342,6 +666,16 @@ def check() -> None:
         hasattr(aioice.ice.Connection, "__init__")
         and "self._protocols" in _source(aioice.ice.Connection.__init__),
         "aioice Connection keeps its sockets in _protocols",
+    )
+    receiver_init = _source(RTCRtpReceiver.__init__)
+    receiver_rtp = _source(RTCRtpReceiver._handle_rtp_packet)
+    expect(
+        "= RemoteBitrateEstimator()" in receiver_init
+        and receiver_rtp.count("__remote_bitrate_estimator.") == 1
+        and "__remote_bitrate_estimator.add(" in receiver_rtp
+        and _params(RemoteBitrateEstimator.add)
+        == ["self", "arrival_time_ms", "abs_send_time", "payload_size", "ssrc"],
+        "RTCRtpReceiver builds RemoteBitrateEstimator() by name and only calls its add()",
     )
     if problems:
         raise HookError(

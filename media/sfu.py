@@ -12,10 +12,13 @@ Invariants:
 * A second publish or subscribe with the same key replaces the first once the
   new one is negotiated. A republish with the same codecs keeps the feeds, so
   viewers carry on; otherwise subscriptions to the old one are closed.
-* A publication's media is never decoded: its receivers are tapped
-  (:func:`media.hooks.tap_receiver`) and their frames go to a
-  :class:`~media.forward.Feed`; each viewer's sender reads a
-  :class:`~media.forward.ViewerTrack` of encoded packets.
+* A publication's media is never decoded: its receivers are tapped twice,
+  packets on arrival (:func:`media.hooks.tap_packets`) and complete frames
+  (:func:`media.hooks.tap_receiver`, for recorders), both going to a
+  :class:`~media.forward.Feed`. Each viewer's sender is driven packet by
+  packet (:class:`~media.forward.PacketViewer` through
+  :class:`media.hooks.PacketSender`); its own RTP loop only waits on a
+  :class:`~media.forward.PacketTrack`.
 * When a publication ends, for whatever reason, the subscriptions to it end
   too. When it ends by itself (ICE/DTLS failure, the peer closed, or no
   connection within :data:`CONNECT_TIMEOUT_S`), ``publisher_lost`` is called so
@@ -39,9 +42,10 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCSessionDescription
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import RtpPacket
 
 from media import hooks, offers
-from media.forward import Feed, ViewerTrack
+from media.forward import Feed, PacketTrack, PacketViewer
 from media.ice import IcePolicy
 from roomserver.config import Settings
 from roomserver.errors import BadRequest, ClientError, Forbidden, NotFound
@@ -53,8 +57,11 @@ CONNECT_TIMEOUT_S = 10.0
 SILENCE_S = 8.0
 WATCH_INTERVAL_S = 0.5
 FAILURE_DETECTION_S = SILENCE_S + WATCH_INTERVAL_S
+CERTIFICATE_RENEW_S = 24 * 3600.0
 
-Key = tuple[str, str, str | None]
+#: (room, user, publisher or None for a publication, tab): a user may watch from
+#: several connections (tabs) at once, each with its own subscriptions.
+Key = tuple[str, str, str | None, str]
 
 
 @dataclass(eq=False)
@@ -65,15 +72,16 @@ class Peer:
     user: str
     publisher: str | None
     pc: RTCPeerConnection
+    tab: str = ""
     feeds: dict[str, Feed] = field(default_factory=dict)
-    tracks: list[ViewerTrack] = field(default_factory=list)
+    tracks: list[PacketTrack] = field(default_factory=list)
     closing: bool = False
     timer: asyncio.TimerHandle | None = None
     last_inbound: Callable[[], float] | None = None
 
     @property
     def key(self) -> Key:
-        return (self.room, self.user, self.publisher)
+        return (self.room, self.user, self.publisher, self.tab)
 
     @property
     def source(self) -> str:
@@ -100,6 +108,9 @@ class SFU:
         self._watchdog: asyncio.Task[None] | None = None
         self._closed = False
         self.counters: Counter[str] = Counter()
+        self._gone: Counter[str] = Counter()  # packet counts of closed peers
+        self._certificate = hooks.SharedCertificate.generate()
+        self._certificate_made = time.monotonic()
 
     # -- MediaBackend -------------------------------------------------------------------
 
@@ -142,8 +153,8 @@ class SFU:
         self.counters["publish"] += 1
         return answer
 
-    async def subscribe(self, room: str, user: str, publisher: str, sdp: str) -> str:
-        publication = self._live.get((room, publisher, None))
+    async def subscribe(self, room: str, user: str, publisher: str, sdp: str, tab: str = "") -> str:
+        publication = self._live.get((room, publisher, None, ""))
         feeds = {}
         if publication is not None:
             feeds = {kind: f for kind, f in publication.feeds.items() if not f.ended}
@@ -153,7 +164,9 @@ class SFU:
         sections = offers.plan_subscribe(
             description, {kind: feed.codec for kind, feed in feeds.items()}
         )
-        peer = self._admit(room, user, publisher)
+        if "video" in feeds:
+            feeds["video"].expect_viewer()  # a keyframe, if needed, comes while it connects
+        peer = self._admit(room, user, publisher, tab)
 
         def setup() -> None:
             for section in sections:
@@ -161,15 +174,17 @@ class SFU:
                 if feed is None:
                     peer.pc.addTransceiver(section.kind, direction="inactive")
                     continue
-                track = ViewerTrack(feed)
-                peer.tracks.append(track)
-                transceiver = peer.pc.addTransceiver(track, direction="sendonly")
+                transceiver = peer.pc.addTransceiver(section.kind, direction="sendonly")
                 transceiver.setCodecPreferences(section.preferences)
+                link = hooks.PacketSender(transceiver.sender)
+                track = PacketTrack(feed, functools.partial(self._packet_viewer, feed, link))
+                transceiver.sender.replaceTrack(track)
+                peer.tracks.append(track)
                 hooks.on_keyframe_request(
                     transceiver.sender, functools.partial(feed.request_keyframe, "viewer")
                 )
 
-        answer, _ = await self._negotiate(peer, sdp, setup)
+        answer, _ = await self._negotiate(peer, sdp, setup, codecs=False)
         if any(feed.ended for feed in feeds.values()):  # unpublished meanwhile
             await self._close(peer)
             raise NotFound(f"{publisher!r} stopped publishing")
@@ -183,13 +198,20 @@ class SFU:
     async def unpublish(self, room: str, user: str) -> None:
         await self._close_where(lambda p: p.room == room and p.source == user)
 
-    async def unsubscribe(self, room: str, user: str, publisher: str) -> None:
-        await self._close_where(
-            lambda p: p.room == room and p.user == user and p.publisher == publisher
-        )
+    async def unsubscribe(self, room: str, user: str, publisher: str, tab: str = "") -> None:
+        await self._close_where(lambda p: p.key == (room, user, publisher, tab))
 
-    async def member_gone(self, room: str, user: str) -> None:
-        await self._close_where(lambda p: p.room == room and user in (p.user, p.source))
+    async def member_gone(self, room: str, user: str, tab: str = "") -> None:
+        """Free a user's peers: with ``tab``, that connection's subscriptions only (another
+        tab stays); without, everything of the user and every subscription to it."""
+        if tab:
+            await self._close_where(lambda p: p.room == room and p.user == user and p.tab == tab)
+        else:
+            await self._close_where(lambda p: p.room == room and user in (p.user, p.source))
+
+    async def guests_gone(self, room: str, prefix: str) -> None:
+        """Close the subscriptions of another room's viewers (a PK battle ended)."""
+        await self._close_where(lambda p: p.room == room and p.user.startswith(prefix))
 
     async def room_ended(self, room: str) -> None:
         await self._close_where(lambda p: p.room == room)
@@ -215,7 +237,7 @@ class SFU:
         return [*self._live.values(), *self._negotiating]
 
     def feeds(self, room: str, publisher: str) -> dict[str, Feed]:
-        publication = self._live.get((room, publisher, None))
+        publication = self._live.get((room, publisher, None, ""))
         return dict(publication.feeds) if publication is not None else {}
 
     def stats(self) -> dict[str, Any]:
@@ -224,13 +246,17 @@ class SFU:
         for feed in feeds:
             requests.update(feed.keyframes.requests)
         tracks = [t for p in self._live.values() for t in p.tracks]
+        viewers = [t.viewer for t in tracks if t.viewer is not None]
         return {
             "peers": self.peer_count,
             "publications": sum(1 for p in self._live.values() if p.publisher is None),
             "subscriptions": sum(1 for p in self._live.values() if p.publisher is not None),
             "frames_in": sum(f.frames_in for f in feeds),
-            "frames_out": sum(t.frames_out for t in tracks),
-            "dropped": sum(t.dropped for t in tracks),
+            # Packet counts only grow: live peers' plus those of peers closed before.
+            "packets_in": self._gone["packets_in"] + sum(f.packets_in for f in feeds),
+            "packets_out": self._gone["packets_out"] + sum(v.packets_out for v in viewers),
+            "retransmitted": self._gone["retransmitted"] + sum(v.retransmitted for v in viewers),
+            "dropped": self._gone["dropped"] + sum(v.dropped for v in viewers),
             "plis_sent": sum(f.keyframes.sent for f in feeds),
             "keyframe_requests": dict(requests),
             **self.counters,
@@ -238,19 +264,33 @@ class SFU:
 
     # -- peer connections --------------------------------------------------------------
 
-    def _admit(self, room: str, user: str, publisher: str | None) -> Peer:
+    def _admit(self, room: str, user: str, publisher: str | None, tab: str = "") -> Peer:
         held = sum(1 for p in self.peers() if p.room == room and p.user == user)
         if held >= MAX_PEERS_PER_MEMBER:
             raise Forbidden(f"too many peer connections: at most {MAX_PEERS_PER_MEMBER} per member")
-        peer = Peer(room, user, publisher, RTCPeerConnection(self.ice.configuration()))
+        with hooks.shared_certificate(self._node_certificate()):
+            pc = RTCPeerConnection(self.ice.configuration())
+        peer = Peer(room, user, publisher, pc, tab)
         self._negotiating.add(peer)
         peer.pc.on("connectionstatechange", lambda p=peer: self._state_changed(p))
         return peer
 
+    def _node_certificate(self) -> hooks.SharedCertificate:
+        """The DTLS certificate of new peer connections: one per node, renewed daily
+        (aiortc's certificates are valid for 30 days)."""
+        if time.monotonic() - self._certificate_made > CERTIFICATE_RENEW_S:
+            self._certificate = hooks.SharedCertificate.generate()
+            self._certificate_made = time.monotonic()
+        return self._certificate
+
     async def _negotiate(
-        self, peer: Peer, sdp: str, setup: Callable[[], None]
+        self, peer: Peer, sdp: str, setup: Callable[[], None], codecs: bool = True
     ) -> tuple[str, dict[str, RTCRtpCodecParameters]]:
-        """Set up and answer ``sdp`` on ``peer``; on any failure the peer connection is closed."""
+        """Set up and answer ``sdp`` on ``peer``; on any failure the peer connection is closed.
+
+        Also returns the codecs the answer settled on, unless ``codecs`` is false (a
+        subscription is locked to the publisher's codecs already, and parsing the answer
+        again is a good part of a subscribe's CPU)."""
         try:
             setup()
             offer = RTCSessionDescription(sdp=self.ice.filter_offer(sdp), type="offer")
@@ -273,7 +313,8 @@ class SFU:
             local = peer.pc.localDescription.sdp
             if peer.closing:
                 raise NotFound("closed while it was being set up")
-            return self.ice.rewrite_answer(local), offers.answered_codecs(local)
+            answered = offers.answered_codecs(local) if codecs else {}
+            return self.ice.rewrite_answer(local), answered
         except BaseException as exc:
             was_closing = peer.closing
             await self._close(peer)
@@ -348,7 +389,14 @@ class SFU:
             del self._live[peer.key]
         for feed in peer.feeds.values():
             feed.source_ended(peer)
+            if feed.ended:  # a feed carried on by a republish is counted there
+                self._gone["packets_in"] += feed.packets_in
         for track in peer.tracks:
+            viewer = track.viewer
+            if viewer is not None:
+                self._gone["packets_out"] += viewer.packets_out
+                self._gone["retransmitted"] += viewer.retransmitted
+                self._gone["dropped"] += viewer.dropped
             track.stop()
         try:
             await peer.pc.close()
@@ -369,7 +417,21 @@ class SFU:
             if feed is not None:
                 feed.source_ended(peer)
 
+        def on_packet(packet: RtpPacket) -> None:
+            feed = peer.feeds.get(kind)
+            if feed is not None:
+                feed.push_packet(
+                    packet.sequence_number, packet.timestamp, packet.marker, packet.payload, peer
+                )
+
         hooks.tap_receiver(receiver, on_frame, on_end)
+        hooks.tap_packets(receiver, on_packet)
+
+    @staticmethod
+    def _packet_viewer(feed: Feed, link: hooks.PacketSender) -> PacketViewer:
+        viewer = PacketViewer(feed, link)
+        link.on_nack(viewer.retransmit)
+        return viewer
 
     def _send_pli(self, receiver: RTCRtpReceiver, ssrc: int | None) -> None:
         if ssrc is None:

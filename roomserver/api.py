@@ -103,8 +103,13 @@ async def create_room(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     assert title is not None
     info = RoomInfo(id=room_id, title=title, welcome=welcome, created_at=node.clock.now_ms())
+    when_live = _flag(body, "record_when_live")
+    if when_live and node.media is None:
+        return _problem(503, "unavailable", "media is not enabled on this node")
     if not await _guard(node.create_room(info)):
         return _problem(409, "conflict", f"room {room_id!r} already exists")
+    if when_live:
+        await _guard(node.operator_recording(info.id, None, True))
     return _json(201, {"id": info.id, "title": info.title})
 
 
@@ -214,6 +219,24 @@ async def post_kick(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+def _flag(body: dict[str, Any], key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise _BadBody(f"{key}: must be true or false")
+    return value
+
+
+async def post_recording(request: web.Request) -> web.Response:
+    """Start or stop recording now (``on``) and set ``record_when_live``; either or both."""
+    body = await _body(request)
+    on, when_live = _flag(body, "on"), _flag(body, "record_when_live")
+    if on is None and when_live is None:
+        raise _BadBody("give on, record_when_live or both")
+    node = request.app[NODE_KEY]
+    result = await _guard(node.operator_recording(request.match_info["id"], on, when_live))
+    return _json(200, result)
+
+
 async def get_stats(request: web.Request) -> web.StreamResponse:
     report = await _guard(request.app[NODE_KEY].room_stats(request.match_info["id"]))
     if report is None:
@@ -292,6 +315,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/rooms/{id}/polls", post_poll)
     app.router.add_post("/api/rooms/{id}/product", post_product)
     app.router.add_post("/api/rooms/{id}/kick", post_kick)
+    app.router.add_post("/api/rooms/{id}/recording", post_recording)
     app.router.add_get("/api/rooms/{id}/stats", get_stats)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -75,8 +77,21 @@ def _make_media(settings: Settings, node: Node) -> MediaBackend | None:
         "WebRTC peer connections held by the SFU",
         lambda: float(sfu.peer_count),
     )
+    for key, meaning in (
+        ("packets_in", "RTP packets received from publishers"),
+        ("packets_out", "RTP packets sent to viewers"),
+        ("retransmitted", "packets sent again to viewers that lost them (NACK)"),
+        ("dropped", "packets a viewer's full socket could not take"),
+    ):
+        node.metrics.counter(
+            f"roomserver_media_{key}_total", meaning, functools.partial(_stat, sfu, key)
+        )
     backend: MediaBackend = sfu
     return backend
+
+
+def _stat(sfu: Any, key: str) -> float:
+    return float(sfu.stats()[key])
 
 
 def _add_pages(app: web.Application, web_dir: Path) -> None:

@@ -101,6 +101,12 @@ class NotInvited(ClientError):
     code = "not_invited"
 
 
+class PkBusy(ClientError):
+    """A roomserver addition: the room is in a PK battle or has an invitation pending."""
+
+    code = "pk_busy"
+
+
 class Unavailable(ClientError):
     code = "unavailable"
 

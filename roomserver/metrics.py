@@ -34,13 +34,16 @@ class Counter:
 
 @dataclass(slots=True)
 class Gauge:
+    """A value read at scrape time; ``kind`` "counter" for one that only grows."""
+
     name: str
     help: str
     read: Callable[[], float]
+    kind: str = "gauge"
 
     def render(self) -> Iterable[str]:
         yield f"# HELP {self.name} {self.help}"
-        yield f"# TYPE {self.name} gauge"
+        yield f"# TYPE {self.name} {self.kind}"
         yield f"{self.name} {_num(self.read())}"
 
 
@@ -105,6 +108,10 @@ class Metrics:
 
     def gauge(self, name: str, help: str, read: Callable[[], float]) -> None:
         self.gauges.append(Gauge(name, help, read))
+
+    def counter(self, name: str, help: str, read: Callable[[], float]) -> None:
+        """A counter kept elsewhere (it must only grow), read at scrape time."""
+        self.gauges.append(Gauge(name, help, read, "counter"))
 
     def render(self) -> str:
         parts: list[Iterable[str]] = [g.render() for g in self.gauges]

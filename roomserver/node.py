@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from roomserver import draws
 from roomserver.auth import verify_token
+from roomserver.battles import Battles
 from roomserver.broker.base import Broker, ControlChange
 from roomserver.clock import SYSTEM_CLOCK, Clock
 from roomserver.config import Settings
@@ -49,6 +50,7 @@ from roomserver.hub import Conn, Hub
 from roomserver.ids import SYSTEM_ROLE, ChatDraft, Identity, Role
 from roomserver.limits import KeyedBuckets, StrikeCounter, WordFilter
 from roomserver.metrics import Metrics
+from roomserver.pk import Battle
 from roomserver.room import RoomInfo, RoomState, authorize
 from roomserver.stats import build_report
 from roomserver.throttle import Throttle
@@ -84,6 +86,8 @@ PRESENCE_INTERVAL_S = 1.0
 LIKES_INTERVAL_S = 0.5
 TALLY_INTERVAL_S = 0.2
 PRESENCE_HEARTBEAT_S = 3.0
+#: How long closing waits for the node's cancelled background tasks.
+CLOSE_TASKS_S = 2.0
 MEDIA_CALL_TIMEOUT_S = 15.0  # a forwarded rtc.* may wait for ICE gathering
 DRAW_ENTRIES_INTERVAL_S = 0.5
 
@@ -103,11 +107,14 @@ class MediaBackend(Protocol):
     """
 
     async def publish(self, room: str, user: str, sdp: str) -> str: ...
-    async def subscribe(self, room: str, user: str, publisher: str, sdp: str) -> str: ...
+    async def subscribe(
+        self, room: str, user: str, publisher: str, sdp: str, tab: str = ""
+    ) -> str: ...
     async def unpublish(self, room: str, user: str) -> None: ...
-    async def unsubscribe(self, room: str, user: str, publisher: str) -> None: ...
-    async def member_gone(self, room: str, user: str) -> None: ...
+    async def unsubscribe(self, room: str, user: str, publisher: str, tab: str = "") -> None: ...
+    async def member_gone(self, room: str, user: str, tab: str = "") -> None: ...
     async def room_ended(self, room: str) -> None: ...
+    async def guests_gone(self, room: str, prefix: str) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -147,6 +154,7 @@ class Node:
         self._tasks: set[asyncio.Task[None]] = set()
         self._presence_sent: dict[str, int] = {}
         self.recordings: dict[str, RoomRecording] = {}
+        self.battles = Battles(self)
         self._handlers: dict[str, Handler] = {
             "leave": self._leave,
             "chat.send": self._chat_send,
@@ -175,7 +183,12 @@ class Node:
             "rtc.unsubscribe": self._rtc_unsubscribe,
             "draw.start": self._draw_start,
             "rec.start": self._rec_start,
+            "rec.auto": self._rec_auto,
             "rec.stop": self._rec_stop,
+            "pk.invite": self.battles.invite,
+            "pk.accept": self.battles.accept,
+            "pk.decline": self.battles.decline,
+            "pk.end": self.battles.end,
         }
         broker.attach(self._on_event)
         broker.serve_calls(self._answer_node_call)
@@ -205,8 +218,13 @@ class Node:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        if tasks:
+            # Let them end before their broker goes; a task that will not is left behind
+            # rather than holding the shutdown.
+            await asyncio.wait(tasks, timeout=CLOSE_TASKS_S)
         await self.webhooks.close()
         await self.broker.close()
 
@@ -333,26 +351,71 @@ class Node:
 
     async def _snapshot(self, state: RoomState, who: Identity, since: int | None) -> dict[str, Any]:
         room = state.id
-        seq = await self.broker.latest_seq(room)
+        now = self.clock.now_ms()
         if since is None:
-            history, gap = await self.broker.chat_latest(room, HISTORY_ON_JOIN), False
+            view = await self.broker.join_view(
+                room, who.user, HISTORY_ON_JOIN, state.member_count, now
+            )
+            seq, history, gap = view.seq, view.history, False
+            members, likes, polls = view.members, view.likes, view.polls
         else:
+            seq = await self.broker.latest_seq(room)
             history, gap = await self.broker.chat_since(room, since, RESUME_LIMIT)
             if since > seq:
                 history = await self.broker.chat_latest(room, HISTORY_ON_JOIN)
-        members = await self.broker.presence(room, state.member_count)
-        likes = await self.broker.likes(room)
-        polls = await self.broker.polls(room, who.user, self.clock.now_ms())
+            members = await self.broker.presence(room, state.member_count)
+            likes = await self.broker.likes(room)
+            polls = await self.broker.polls(room, who.user, now)
         if history and history[-1].seq > seq:
             seq = history[-1].seq
+        self._keep_timers(room, polls, state)
+        snapshot = state.snapshot(members, likes)
+        if state.pk is not None:
+            snapshot["pk"] = await self.battles.snapshot_field(state)
+        if who.role is Role.HOST:
+            snapshot["pk_invite"] = self.battles.pending_invite(state, now)
         return {
             "me": who.to_wire(),
-            "room": state.snapshot(members, likes),
+            "room": snapshot,
             "polls": polls,
             "history": [msg.to_event() for msg in history],
             "seq": seq,
             "gap": gap,
         }
+
+    def _keep_timers(self, room: str, polls: list[dict[str, Any]], state: RoomState) -> None:
+        """Timed polls and draws close on every node with members, not only on nodes that
+        saw them open: a node whose first member joins later takes its share of the timers."""
+        for poll in polls:
+            closes_at = poll.get("closes_at")
+            if poll["open"] and closes_at is not None:
+                self._schedule_close(room, poll["id"], closes_at)
+        for draw in list(state.draws.values()):
+            self._schedule_draw(room, draw["id"], draw["closes_at"])
+
+    def _timer_at(
+        self, key: tuple[str, str], at_ms: int, work: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run ``work`` at wall-clock ``at_ms``, unless a timer under ``key`` is already set."""
+        if key in self._timers:
+            return
+        delay = max(0.0, (at_ms - self.clock.now_ms()) / 1000)
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            self._spawn(work())
+
+        self._timers[key] = asyncio.get_running_loop().call_later(delay, fire)
+
+    def _cancel_timer(self, key: tuple[str, str]) -> None:
+        handle = self._timers.pop(key, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _schedule_draw(self, room: str, draw_id: str, closes_at: int) -> None:
+        self._timer_at(
+            (room, "draw:" + draw_id), closes_at, lambda: self._finish_draw(room, draw_id)
+        )
 
     async def _leave(
         self, conn: Conn, who: Identity, state: RoomState, req: m.Leave
@@ -368,9 +431,16 @@ class Node:
             return
         emptied = self.hub.detach(room, conn)
         state = self.rooms.get(room)
-        if state is not None and not ended and state.release_connection(who.user):
+        last = state is not None and not ended and state.release_connection(who.user)
+        if state is not None and not ended:
+            # The user's last connection frees everything of the user ("" for every tab);
+            # another one frees only its own subscriptions, while another tab stays.
+            tab = "" if last else self.tab(conn)
             if state.publishers:
-                await self._media_forget(room, "member_gone", who.user)
+                await self._media_forget(room, "member_gone", who.user, tab)
+            if state.pk is not None:
+                await self.battles.member_gone(state, who.user, tab)
+        if state is not None and last:
             await self.broker.member_left(room, who.user, self.clock.now_ms())
             if state.on_stage(who.user):
                 await self._change(state, lambda s: s.leave_stage(who.user))
@@ -464,32 +534,34 @@ class Node:
     async def _poll_create(
         self, conn: Conn, who: Identity, state: RoomState, req: m.PollCreate
     ) -> dict[str, Any]:
-        return await self._open_poll(state, req)
+        return {"poll": await self._open_poll(state.id, req.question, req.options, req.duration_s)}
 
-    async def _open_poll(self, state: RoomState, req: m.PollCreate) -> dict[str, Any]:
-        poll_id = "p" + secrets.token_hex(4)
+    async def _open_poll(
+        self,
+        room: str,
+        question: str,
+        options: tuple[str, ...],
+        duration_s: int | None,
+        poll_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Create a poll (a fresh id unless given) and announce it: ``poll.opened``."""
+        poll_id = poll_id or "p" + secrets.token_hex(4)
         poll = await self.broker.create_poll(
-            state.id, poll_id, req.question, req.options, self.clock.now_ms(), req.duration_s
+            room, poll_id, question, options, self.clock.now_ms(), duration_s
         )
-        await self.broker.publish(
-            state.id, to_all({"t": "poll.opened", "room": state.id, "poll": poll})
-        )
-        return {"poll": poll}
+        await self.broker.publish(room, to_all({"t": "poll.opened", "room": room, "poll": poll}))
+        return poll
 
-    def _schedule_close(self, room: str, poll_id: str, delay_s: float) -> None:
-        loop = asyncio.get_running_loop()
-        key = (room, "close:" + poll_id)
-        self._timers[key] = loop.call_later(
-            delay_s, lambda: self._spawn(self._auto_close(room, poll_id))
+    def _schedule_close(self, room: str, poll_id: str, closes_at: int) -> None:
+        self._timer_at(
+            (room, "close:" + poll_id), closes_at, lambda: self._auto_close(room, poll_id)
         )
 
     async def _auto_close(self, room: str, poll_id: str) -> None:
         await self._close_poll(room, poll_id, auto=True)
 
     async def _close_poll(self, room: str, poll_id: str, *, auto: bool = False) -> dict[str, Any]:
-        handle = self._timers.pop((room, "close:" + poll_id), None)
-        if handle is not None and not auto:
-            handle.cancel()
+        self._cancel_timer((room, "close:" + poll_id))
         try:
             poll, closed_now = await self.broker.close_poll(room, poll_id, self.clock.now_ms())
         except NotFound:
@@ -523,6 +595,9 @@ class Node:
             await self.broker.publish(room, to_all(event))
 
         self._coalesce(room, "tally:" + poll_id, TALLY_INTERVAL_S, emit)
+        battle = state.battle
+        if battle is not None and battle.poll_of(room) == poll_id:
+            self.battles.changed(state)
         return {}
 
     async def _poll_close(
@@ -543,6 +618,8 @@ class Node:
             await self.broker.publish(room, to_all({"t": "likes", "room": room, "total": total}))
 
         self._coalesce(room, "likes", LIKES_INTERVAL_S, emit)
+        if state.pk is not None:
+            self.battles.changed(state)
         return {}
 
     async def _product_pin(
@@ -682,7 +759,6 @@ class Node:
 
     async def _finish_draw(self, room: str, draw_id: str) -> None:
         """Close a draw once (whichever node gets there first) and reveal everything."""
-        self._timers.pop((room, "draw:" + draw_id), None)
         try:
             record, entries, closed_now = await self.broker.close_draw(room, draw_id)
         except NotFound:
@@ -721,6 +797,7 @@ class Node:
         info = await self.broker.get_room(room)
         if info is None:
             return False
+        await self.battles.room_ending(room)
         now = self.clock.now_ms()
         report = await self._report(info, ended_at=now)
         await self.broker.keep_report(room, report, self.settings.stats_retention_s)
@@ -781,10 +858,18 @@ class Node:
     async def _rtc_subscribe(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcSubscribe
     ) -> dict[str, Any]:
+        if req.from_room is not None:
+            result: dict[str, Any] = await self.battles.subscribe(conn, who, state, req)
+            return result
         if req.publisher not in state.publishers:
             raise NotFound(f"{req.publisher!r} is not publishing")
         return await self._media_call(
-            state.id, "subscribe", user=who.user, publisher=req.publisher, sdp=req.sdp
+            state.id,
+            "subscribe",
+            user=who.user,
+            publisher=req.publisher,
+            sdp=req.sdp,
+            tab=self.tab(conn),
         )
 
     async def _rtc_unpublish(
@@ -797,7 +882,12 @@ class Node:
     async def _rtc_unsubscribe(
         self, conn: Conn, who: Identity, state: RoomState, req: m.RtcUnsubscribe
     ) -> dict[str, Any]:
-        await self._media_call(state.id, "unsubscribe", user=who.user, publisher=req.publisher)
+        if req.from_room is not None:
+            await self.battles.unsubscribe(conn, who, state, req)
+            return {}
+        await self._media_call(
+            state.id, "unsubscribe", user=who.user, publisher=req.publisher, tab=self.tab(conn)
+        )
         return {}
 
     async def _media_call(
@@ -824,18 +914,21 @@ class Node:
         user: str,
         publisher: str = "",
         sdp: str = "",
+        tab: str = "",
     ) -> dict[str, Any]:
         media = self._require_media()
         if op == "publish":
             return {"sdp": await media.publish(room, user, sdp)}
         if op == "subscribe":
-            return {"sdp": await media.subscribe(room, user, publisher, sdp)}
+            return {"sdp": await media.subscribe(room, user, publisher, sdp, tab)}
         if op == "unpublish":
             await media.unpublish(room, user)
         elif op == "unsubscribe":
-            await media.unsubscribe(room, user, publisher)
+            await media.unsubscribe(room, user, publisher, tab)
         elif op == "member_gone":
-            await media.member_gone(room, user)
+            await media.member_gone(room, user, tab)
+        elif op == "guests_gone":
+            await media.guests_gone(room, user)
         else:
             raise BadRequest(f"unknown media operation {op!r}")
         return {}
@@ -845,10 +938,14 @@ class Node:
         args = {k: str(v) for k, v in request.items() if k not in ("op", "room")}
         return await self._media_here(str(request["op"]), str(request["room"]), **args)
 
-    async def _media_forget(self, room: str, op: str, user: str) -> None:
+    async def _media_forget(self, room: str, op: str, user: str, tab: str = "") -> None:
         """Free a user's peer connections wherever the room's media is; never fails a leave."""
         with contextlib.suppress(ClientError):
-            await self._media_call(room, op, user=user)
+            await self._media_call(room, op, user=user, tab=tab)
+
+    def tab(self, conn: Conn) -> str:
+        """A connection's name for the SFU, unique across nodes: its subscriptions' owner."""
+        return f"{self.settings.node_id}:{conn.id}"
 
     async def publisher_lost(self, room: str, user: str) -> None:
         """The SFU lost a publisher's connection: announce that it stopped publishing."""
@@ -904,8 +1001,8 @@ class Node:
         return {"seq": message.seq, "ts": message.ts}
 
     async def operator_poll(self, room: str, req: m.PollCreate) -> dict[str, Any]:
-        state = await self._room(room)
-        return await self._open_poll(state, req)
+        await self._room(room)  # not_found for a room that does not exist
+        return {"poll": await self._open_poll(room, req.question, req.options, req.duration_s)}
 
     async def operator_product(self, room: str, product: dict[str, Any] | None) -> None:
         state = await self._room(room)
@@ -983,18 +1080,16 @@ class Node:
         if kind == "poll.opened":
             closes_at = envelope.event["poll"].get("closes_at")
             if closes_at is not None:
-                delay = max(0.0, (closes_at - self.clock.now_ms()) / 1000)
-                self._schedule_close(room, envelope.event["poll"]["id"], delay)
+                self._schedule_close(room, envelope.event["poll"]["id"], closes_at)
         elif kind == "draw.started":
-            delay = max(0.0, (envelope.event["draw"]["closes_at"] - self.clock.now_ms()) / 1000)
-            draw_id = envelope.event["draw"]["id"]
-            self._timers[(room, "draw:" + draw_id)] = asyncio.get_running_loop().call_later(
-                delay, lambda: self._spawn(self._finish_draw(room, draw_id))
-            )
+            draw = envelope.event["draw"]
+            self._schedule_draw(room, draw["id"], draw["closes_at"])
+        elif kind == "pk.started":
+            self.battles.schedule_end(room, Battle.from_wire(envelope.event["pk"]))
+        elif kind == "pk.ended":
+            self._cancel_timer((room, "pk:" + envelope.event["pk"]["id"]))
         elif kind == "poll.closed":
-            handle = self._timers.pop((room, "close:" + envelope.event["poll"]["id"]), None)
-            if handle is not None:
-                handle.cancel()
+            self._cancel_timer((room, "close:" + envelope.event["poll"]["id"]))
         elif kind == "kicked":
             if envelope.users is None:
                 targets = self.hub.conns(room)
@@ -1022,6 +1117,27 @@ class Node:
     ) -> dict[str, Any]:
         await self._change(state, lambda s: s.set_recording(False))
         return {}
+
+    async def _rec_auto(
+        self, conn: Conn, who: Identity, state: RoomState, req: m.RecAuto
+    ) -> dict[str, Any]:
+        if req.on:
+            self._require_media()
+        await self._change(state, lambda s: s.set_record_when_live(req.on))
+        return {}
+
+    async def operator_recording(
+        self, room: str, on: bool | None, when_live: bool | None
+    ) -> dict[str, bool]:
+        """The HTTP API's switch: recording now, and the record-whenever-live setting."""
+        state = await self._room(room)
+        if on or when_live:
+            self._require_media()
+        if when_live is not None:
+            await self._change(state, lambda s: s.set_record_when_live(when_live))
+        if on is not None:
+            await self._change(state, lambda s: s.set_recording(on))
+        return {"recording": state.recording, "record_when_live": state.record_when_live}
 
     def _recording_event(self, room: str, envelope: Envelope) -> None:
         """Start/stop this node's recording of ``room``, follow publishers, note the timeline."""
@@ -1075,12 +1191,15 @@ class Node:
             self._spawn(self._run_emit(room, what, interval, emit))
             return
 
+        # Its own key: "draw:<id>" and "pk:<id>" also name the end timers of draws and battles.
+        timer = (room, "flush:" + what)
+
         def flush() -> None:
-            self._timers.pop(key, None)
+            self._timers.pop(timer, None)
             if throttle.flush(self.clock.mono()):
                 self._spawn(self._run_emit(room, what, interval, emit))
 
-        self._timers[key] = asyncio.get_running_loop().call_later(delay, flush)
+        self._timers[timer] = asyncio.get_running_loop().call_later(delay, flush)
 
     async def _run_emit(
         self, room: str, what: str, interval: float, emit: Callable[[], Awaitable[None]]
@@ -1106,9 +1225,14 @@ class Node:
 
     async def _heartbeat(self) -> None:
         """Refresh this node's presence report and notice counts changed by other nodes."""
+        task = asyncio.current_task()
         while True:
             with contextlib.suppress(ClientError):
                 await self.broker.heartbeat()
+            if task is not None and task.cancelling():
+                # The Redis client can swallow a cancellation that lands while it closes
+                # its pool; this loop must still stop, or shutdown would wait forever.
+                raise asyncio.CancelledError
             await asyncio.sleep(PRESENCE_HEARTBEAT_S)
             for room, state in list(self.rooms.items()):
                 if not self.hub.conns(room):

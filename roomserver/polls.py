@@ -116,11 +116,13 @@ class PollBook:
             raise NotFound(f"poll {poll_id} not found")
         return poll
 
-    def vote(self, poll_id: str, user: str, option: int) -> Poll:
+    def vote(self, poll_id: str, user: str, option: int, now_ms: int | None = None) -> Poll:
         """Count ``user``'s vote. Errors are checked in the order a client can act on:
-        unknown poll, closed poll, bad option, second vote."""
+        unknown poll, closed poll, bad option, second vote. A poll past its
+        ``closes_at`` (at ``now_ms``) is closed even before its closing timer ran."""
         poll = self.get(poll_id)
-        if not poll.open:
+        expired = now_ms is not None and poll.closes_at is not None and now_ms >= poll.closes_at
+        if not poll.open or expired:
             raise PollClosed(f"poll {poll_id} is closed")
         if not 0 <= option < len(poll.options):
             raise BadRequest("option out of range")

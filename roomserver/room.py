@@ -25,9 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from roomserver.errors import Banned, CohostFull, Forbidden, Muted, NotFound, NotInvited
+from roomserver.errors import (
+    Banned,
+    CohostFull,
+    Forbidden,
+    Muted,
+    NotFound,
+    NotInvited,
+    PkBusy,
+)
 from roomserver.events import HOST_ROLES, STAFF_ROLES, Envelope, to_all, to_roles, to_users
 from roomserver.ids import Identity, Role
+from roomserver.pk import Battle, Invite
 
 _STAFF = frozenset({Role.HOST, Role.MODERATOR})
 _HOST = frozenset({Role.HOST})
@@ -47,6 +56,11 @@ PERMISSIONS: dict[str, frozenset[Role]] = {
     "draw.start": _STAFF,
     "rec.start": _HOST,
     "rec.stop": _HOST,
+    "rec.auto": _HOST,
+    "pk.invite": _HOST,
+    "pk.accept": _HOST,
+    "pk.decline": _HOST,
+    "pk.end": _HOST,
 }
 
 _RANK = {Role.MEMBER: 0, Role.MODERATOR: 1, Role.HOST: 2}
@@ -93,6 +107,11 @@ class RoomState:
     known: dict[str, Identity] = field(default_factory=dict)
     present: dict[str, int] = field(default_factory=dict)
     recording: bool = False
+    record_when_live: bool = False
+    pk: dict[str, Any] | None = None
+    pk_invite: dict[str, Any] | None = None
+    pk_outgoing: dict[str, Any] | None = None
+    last_pk: dict[str, Any] | None = None
 
     @property
     def id(self) -> str:
@@ -264,6 +283,8 @@ class RoomState:
         if who.role is Role.HOST and not self.live:
             self.live = True
             out.append(to_all({"t": "stream.started", "room": self.id, "user": who.user}))
+            if self.record_when_live:
+                out += self.set_recording(True)
         return out
 
     def unpublish(self, user: str) -> list[Envelope]:
@@ -278,6 +299,8 @@ class RoomState:
         if who is not None and who.role is Role.HOST and self.live and not hosts_publishing:
             self.live = False
             out.append(to_all({"t": "stream.ended", "room": self.id, "user": user}))
+            if self.record_when_live:
+                out += self.set_recording(False)
         return out
 
     def _tracks(self) -> Envelope:
@@ -309,6 +332,87 @@ class RoomState:
         self.recording = on
         return [to_all({"t": "rec.started" if on else "rec.stopped", "room": self.id})]
 
+    def set_record_when_live(self, on: bool) -> list[Envelope]:
+        """The room setting: record from each stream start to its end.
+
+        Turning it on while live starts recording now; turning it off leaves a
+        running recording alone (the host stops it with ``rec.stop``).
+        """
+        if self.record_when_live == on:
+            return []
+        self.record_when_live = on
+        out = [to_all({"t": "rec.auto", "room": self.id, "on": on})]
+        if on and self.live:
+            out += self.set_recording(True)
+        return out
+
+    # -- PK battles (roomserver/pk.py) ----------------------------------------------
+
+    @property
+    def battle(self) -> Battle | None:
+        return Battle.from_wire(self.pk) if self.pk is not None else None
+
+    def _pk_free(self, now_ms: int) -> None:
+        pending = [self.pk_invite, self.pk_outgoing]
+        if self.pk is not None or any(
+            p is not None and not Invite.from_wire(p).expired(now_ms) for p in pending
+        ):
+            raise PkBusy(f"room {self.id!r} is in a PK battle or has an invitation pending")
+
+    def pk_invited(self, invite: Invite, now_ms: int) -> list[Envelope]:
+        """The invited room: keep the invitation and tell its host."""
+        self._pk_free(now_ms)
+        self.pk_invite = invite.to_wire()
+        event = {"t": "pk.invited", "room": self.id, "invite": self.pk_invite}
+        return [to_roles(event, HOST_ROLES)]
+
+    def pk_inviting(self, invite: Invite, now_ms: int) -> list[Envelope]:
+        """The inviting room: remember the invitation it is waiting on."""
+        self._pk_free(now_ms)
+        self.pk_outgoing = invite.to_wire()
+        return []
+
+    def pk_answer(self, pk_id: str, now_ms: int) -> Invite:
+        """The invitation ``pk_id`` this room's host may still accept or decline."""
+        if self.pk_invite is None or self.pk_invite["id"] != pk_id:
+            raise NotInvited("no such PK invitation")
+        invite = Invite.from_wire(self.pk_invite)
+        if invite.expired(now_ms):
+            raise NotInvited("the PK invitation expired")
+        return invite
+
+    def pk_withdrawn(self, pk_id: str, declined: bool) -> list[Envelope]:
+        """An invitation ended without a battle (declined, or the start failed)."""
+        out: list[Envelope] = []
+        if self.pk_invite is not None and self.pk_invite["id"] == pk_id:
+            self.pk_invite = None
+        if self.pk_outgoing is not None and self.pk_outgoing["id"] == pk_id:
+            self.pk_outgoing = None
+            if declined:
+                event = {"t": "pk.declined", "room": self.id, "pk": pk_id}
+                out.append(to_roles(event, HOST_ROLES))
+        return out
+
+    def pk_start(self, battle: Battle) -> list[Envelope]:
+        """Both rooms enter the battle; the inviting room only if it still waits on it."""
+        if self.pk is not None:
+            raise PkBusy(f"room {self.id!r} is already in a PK battle")
+        if battle.side(self.id) == 0 and (
+            self.pk_outgoing is None or self.pk_outgoing["id"] != battle.id
+        ):
+            raise NotInvited("the inviting room withdrew the invitation")
+        self.pk_invite = self.pk_outgoing = None
+        self.pk = battle.to_wire()
+        return [to_all({"t": "pk.started", "room": self.id, "pk": self.pk})]
+
+    def pk_finish(self, pk_id: str, result: dict[str, Any]) -> list[Envelope]:
+        """End the battle ``pk_id`` with ``result``; nothing if it already ended."""
+        if self.pk is None or self.pk["id"] != pk_id:
+            return []
+        self.last_pk = {**self.pk, **result}
+        self.pk = None
+        return [to_all({"t": "pk.ended", "room": self.id, "pk": self.last_pk})]
+
     # -- sharing between nodes ------------------------------------------------------
 
     def control_to_wire(self) -> dict[str, Any]:
@@ -327,6 +431,11 @@ class RoomState:
             "mutes": dict(self.mutes),
             "bans": sorted(self.bans),
             "recording": self.recording,
+            "record_when_live": self.record_when_live,
+            "pk": self.pk,
+            "pk_invite": self.pk_invite,
+            "pk_outgoing": self.pk_outgoing,
+            "last_pk": self.last_pk,
         }
 
     def load_control(self, data: dict[str, Any]) -> None:
@@ -344,6 +453,11 @@ class RoomState:
         self.mutes = dict(data["mutes"])
         self.bans = set(data["bans"])
         self.recording = bool(data.get("recording", False))
+        self.record_when_live = bool(data.get("record_when_live", False))
+        self.pk = data.get("pk")
+        self.pk_invite = data.get("pk_invite")
+        self.pk_outgoing = data.get("pk_outgoing")
+        self.last_pk = data.get("last_pk")
 
     # -- snapshot -------------------------------------------------------------------
 
@@ -364,4 +478,7 @@ class RoomState:
             "draws": list(self.draws.values()),
             "last_draw": self.last_draw,
             "recording": self.recording,
+            "record_when_live": self.record_when_live,
+            "pk": self.pk,
+            "last_pk": self.last_pk,
         }

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias
 
 from roomserver.errors import BadRequest, UnknownType
+from roomserver.pk import MAX_DURATION_S as PK_MAX_DURATION_S
+from roomserver.pk import MIN_DURATION_S as PK_MIN_DURATION_S
 
 __all__ = [
     "DEFAULT_HISTORY_LIMIT",
@@ -56,12 +58,17 @@ __all__ = [
     "ModKick",
     "ModMute",
     "Ping",
+    "PkAccept",
+    "PkDecline",
+    "PkEnd",
+    "PkInvite",
     "PollClose",
     "PollCreate",
     "PollVote",
     "Product",
     "ProductPin",
     "ProductUnpin",
+    "RecAuto",
     "RecStart",
     "RecStop",
     "Request",
@@ -325,6 +332,8 @@ class RtcSubscribe:
     room: str
     publisher: str
     sdp: str
+    #: roomserver addition: during a PK battle, the other room whose host to watch.
+    from_room: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -340,6 +349,7 @@ class RtcUnsubscribe:
     id: RequestId
     room: str
     publisher: str
+    from_room: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +381,50 @@ class RecStop:
     """Stop recording the room (a roomserver addition, host only)."""
 
     t: ClassVar[str] = "rec.stop"
+    id: RequestId
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecAuto:
+    """Record whenever the room is live, or stop doing so (a roomserver addition, host only)."""
+
+    t: ClassVar[str] = "rec.auto"
+    id: RequestId
+    room: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PkInvite:
+    """Invite the host of ``to_room`` to a PK battle (a roomserver addition, host only)."""
+
+    t: ClassVar[str] = "pk.invite"
+    id: RequestId
+    room: str
+    to_room: str
+    duration_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class PkAccept:
+    t: ClassVar[str] = "pk.accept"
+    id: RequestId
+    room: str
+    pk: str
+
+
+@dataclass(frozen=True, slots=True)
+class PkDecline:
+    t: ClassVar[str] = "pk.decline"
+    id: RequestId
+    room: str
+    pk: str
+
+
+@dataclass(frozen=True, slots=True)
+class PkEnd:
+    t: ClassVar[str] = "pk.end"
     id: RequestId
     room: str
 
@@ -412,6 +466,11 @@ RoomRequest: TypeAlias = (
     | DrawStart
     | RecStart
     | RecStop
+    | RecAuto
+    | PkInvite
+    | PkAccept
+    | PkDecline
+    | PkEnd
 )
 Request: TypeAlias = RoomRequest | Ping
 
@@ -462,6 +521,14 @@ def _integer(lo: int, hi: int = MAX_INT) -> Validator:
         return int(value)
 
     return check
+
+
+def _boolean(value: Any, name: str) -> bool:
+    if value is None:
+        raise BadRequest(f"{name}: is required")
+    if not isinstance(value, bool):
+        raise BadRequest(f"{name}: must be true or false")
+    return value
 
 
 def _optional(validator: Validator) -> Validator:
@@ -649,10 +716,15 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec(RtcPublish, {"room": _ID, "sdp": _string(1, MAX_SDP_CHARS)}),
     _Spec(
         RtcSubscribe,
-        {"room": _ID, "publisher": _ID, "sdp": _string(1, MAX_SDP_CHARS)},
+        {
+            "room": _ID,
+            "publisher": _ID,
+            "sdp": _string(1, MAX_SDP_CHARS),
+            "from_room": _optional(_ID),
+        },
     ),
     _Spec(RtcUnpublish, _ROOM),
-    _Spec(RtcUnsubscribe, {"room": _ID, "publisher": _ID}),
+    _Spec(RtcUnsubscribe, {"room": _ID, "publisher": _ID, "from_room": _optional(_ID)}),
     _Spec(
         DrawStart,
         {
@@ -668,6 +740,14 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec(RecStart, _ROOM),
     _Spec(RecStop, _ROOM),
+    _Spec(RecAuto, {"room": _ID, "on": _boolean}),
+    _Spec(
+        PkInvite,
+        {"room": _ID, "to_room": _ID, "duration_s": _integer(PK_MIN_DURATION_S, PK_MAX_DURATION_S)},
+    ),
+    _Spec(PkAccept, {"room": _ID, "pk": _ID}),
+    _Spec(PkDecline, {"room": _ID, "pk": _ID}),
+    _Spec(PkEnd, _ROOM),
     _Spec(Ping, {}),
 )
 

@@ -8,7 +8,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from signaling.client import RoomClient
@@ -45,9 +45,11 @@ class NodeProcess:
                 await self.process.wait()
 
 
-async def start_node(node_id: str, *args: str) -> NodeProcess:
+async def start_node(node_id: str, *args: str, prefix: Sequence[str] = ()) -> NodeProcess:
+    """``roomserver serve`` with ``args``, run through ``prefix`` (e.g. ``nsenter ...``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSERVER_")}
     process = await asyncio.create_subprocess_exec(
+        *prefix,
         sys.executable,
         "-m",
         "roomserver.cli",

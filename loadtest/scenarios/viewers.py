@@ -54,6 +54,9 @@ PUBLISH_TIMEOUT_S = 30.0
 #: After the publisher connects, time for the SFU to see its first frames.
 PUBLISH_SETTLE_S = 1.0
 HOST_USER = "host"
+COHOST_USER = "cohost"
+#: The co-host's camera in the launch mix: smaller, as a second tile would be.
+COHOST_WIDTH, COHOST_HEIGHT = 320, 180
 
 
 def is_loopback_url(url: str) -> bool:
@@ -155,6 +158,7 @@ class _Seat:
     token: str = ""
     conn: Connection | None = None
     viewer: Any = None  # media.peers.Viewer (imported lazily: aiortc is heavy)
+    cohost_viewer: Any = None  # the co-host's stream, counted undecoded
     opened: float = 0.0  # time.monotonic()
     subscribed: float = 0.0
     end_frames: int = 0
@@ -165,14 +169,18 @@ class _Seat:
 class ViewersWorker:
     """The viewers of one client process, and in process 0 the publishing host."""
 
-    def __init__(self, spec: WorkerSpec, recorder: Recorder) -> None:
+    def __init__(self, spec: WorkerSpec, recorder: Recorder, counter_prefix: str = "") -> None:
         self.spec = spec
         self.config: RunConfig = spec.config
         self.rec = recorder
         self.shared = spec.shared
+        #: In the launch mix the viewers' joins are not the mix's members' joins.
+        self.prefix = counter_prefix
         self.seats = [_Seat(m) for m in spec.members]
         self.publisher: Any = None
+        self.cohost_publisher: Any = None
         self.host: Connection | None = None
+        self.cohost: Connection | None = None
         self.published_frames = 0
         self.published_s = 0.0
         self.publish_s = 0.0
@@ -220,11 +228,42 @@ class ViewersWorker:
         answer = await self._ok(self.host, {"t": "rtc.publish", "room": room, "sdp": offer})
         await self.publisher.accept(self._answer_sdp(url, str(answer["sdp"])))
         started = time.monotonic()
-        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
-            while self.publisher.pc.connectionState != "connected":  # noqa: ASYNC110 - aiortc
-                await asyncio.sleep(0.05)
+        await self._connected(self.publisher)
+        if self.shared.get("cohost"):
+            await self._publish_cohost(api, room, url)
         await asyncio.sleep(PUBLISH_SETTLE_S)
         self.publish_s = time.monotonic() - started
+
+    async def _connected(self, peer: Any) -> None:
+        async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+            while peer.pc.connectionState != "connected":  # noqa: ASYNC110 - aiortc
+                await asyncio.sleep(0.05)
+
+    async def _publish_cohost(self, api: Api, room: str, url: str) -> None:
+        """A member goes on stage the way a viewer does: invited, accepts, publishes."""
+        from media.peers import Publisher
+
+        assert self.host is not None
+        user = str(self.shared["cohost"])
+        cohost = MemberId(-2, user, "Load co-host", "member", room, url)
+        token = await api.token(cohost)
+        self.cohost = await Connection.open(
+            ws_url(url), self.config.encoding, PUBLISH_TIMEOUT_S, lambda event, now: None
+        )
+        await self._ok(self.cohost, {"t": "join", "room": room, "token": token})
+        await self._ok(self.host, {"t": "cohost.invite", "room": room, "user": user})
+        await self._ok(self.cohost, {"t": "cohost.accept", "room": room})
+        self.cohost_publisher = Publisher(
+            "VP8",
+            width=COHOST_WIDTH,
+            height=COHOST_HEIGHT,
+            fps=FPS,
+            addresses=self._addresses(url),
+        )
+        offer = await self.cohost_publisher.offer()
+        answer = await self._ok(self.cohost, {"t": "rtc.publish", "room": room, "sdp": offer})
+        await self.cohost_publisher.accept(self._answer_sdp(url, str(answer["sdp"])))
+        await self._connected(self.cohost_publisher)
 
     async def _ok(self, conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
         answer, _ = await conn.call(message, self.config.request_timeout_s)
@@ -271,26 +310,19 @@ class ViewersWorker:
             if answer.get("t") != "ok":
                 self.rec.error(str(answer.get("code", "join_error")))
                 return
-            self.rec.counters["joined"] += 1
+            self.rec.counters[self.prefix + "joined"] += 1
             seat.viewer = Viewer(
                 decode=True, noise_rows=HEIGHT // 4, addresses=self._addresses(member.url)
             )
             offer = await seat.viewer.offer()
             seat.subscribed = time.monotonic()
-            answer, _ = await seat.conn.call(
-                {
-                    "t": "rtc.subscribe",
-                    "room": member.room,
-                    "publisher": self.shared["publisher"],
-                    "sdp": offer,
-                },
-                self.config.request_timeout_s,
-            )
-            if answer.get("t") != "ok":
-                self.rec.error(str(answer.get("code", "subscribe_error")))
+            sdp = await self._subscribe(seat, self.shared["publisher"], offer, "")
+            if sdp is None:
                 return
-            self.rec.counters["subscribed"] += 1
-            await seat.viewer.accept(self._answer_sdp(member.url, str(answer["sdp"])))
+            self.rec.counters[self.prefix + "subscribed"] += 1
+            await seat.viewer.accept(sdp)
+            if self.shared.get("cohost"):
+                await self._watch_cohost(seat)
             try:
                 await seat.viewer.wait_frames(1, max(timeout, end - time.monotonic()))
             except TimeoutError:
@@ -309,6 +341,31 @@ class ViewersWorker:
             seat.ended, seat.ended_wall = time.monotonic(), time.time()
             if seat.viewer is not None:
                 seat.end_frames = seat.viewer.frames
+
+    async def _watch_cohost(self, seat: _Seat) -> None:
+        """The co-host's tile: subscribed too, its frames counted without decoding."""
+        from media.peers import Viewer
+
+        member = seat.member
+        seat.cohost_viewer = Viewer(decode=False, addresses=self._addresses(member.url))
+        offer = await seat.cohost_viewer.offer()
+        sdp = await self._subscribe(seat, self.shared["cohost"], offer, "cohost_")
+        if sdp is not None:
+            await seat.cohost_viewer.accept(sdp)
+
+    async def _subscribe(self, seat: _Seat, publisher: str, offer: str, kind: str) -> str | None:
+        """``rtc.subscribe`` to ``publisher``: the answer's SDP, or None (error counted,
+        its code prefixed with ``kind``)."""
+        assert seat.conn is not None
+        member = seat.member
+        answer, _ = await seat.conn.call(
+            {"t": "rtc.subscribe", "room": member.room, "publisher": publisher, "sdp": offer},
+            self.config.request_timeout_s,
+        )
+        if answer.get("t") != "ok":
+            self.rec.error(kind + str(answer.get("code", "subscribe_error")))
+            return None
+        return self._answer_sdp(member.url, str(answer["sdp"]))
 
     async def drain(self, payload: dict[str, Any], stop: asyncio.Event) -> None:
         return None
@@ -339,6 +396,9 @@ class ViewersWorker:
                     "fps": round((frames - 1) / watched, 2) if frames > 1 else 0.0,
                 }
             )
+            cohost = seat.cohost_viewer.got if seat.cohost_viewer is not None else None
+            if cohost is not None:
+                viewers[-1]["cohost_frames"] = cohost.encoded_frames
         out: dict[str, Any] = {"viewers": viewers}
         if self.publisher is not None:
             out["published_frames"] = self.published_frames
@@ -354,12 +414,13 @@ class ViewersWorker:
             if seat.conn is not None:
                 with contextlib.suppress(Exception):
                     await seat.conn.close()
-        if self.publisher is not None:
-            with contextlib.suppress(Exception):
-                await self.publisher.close()
-        if self.host is not None:
-            with contextlib.suppress(Exception):
-                await self.host.close()
+            if seat.cohost_viewer is not None:
+                with contextlib.suppress(Exception):
+                    await seat.cohost_viewer.close()
+        for peer in (self.publisher, self.cohost_publisher, self.host, self.cohost):
+            if peer is not None:
+                with contextlib.suppress(Exception):
+                    await peer.close()
 
 
 class ViewersScenario:

@@ -46,6 +46,7 @@ Every implementation passes the same contract tests in ``tests/contract``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from roomserver.events import Envelope
@@ -62,6 +63,17 @@ NodeHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """Answers a call from another node; raises ``ClientError`` to answer with an error."""
 ControlChange = Callable[[RoomState], list[Envelope]]
 """A pure transition of a room's control state returning the envelopes to publish."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinView:
+    """What a join snapshot reads from shared state, fetched together (the join hot path)."""
+
+    seq: int
+    history: list[ChatMessage]
+    members: int
+    likes: int
+    polls: list[PollView]
 
 
 class Broker(Protocol):
@@ -88,6 +100,16 @@ class Broker(Protocol):
 
     async def latest_seq(self, room: str) -> int: ...
     async def chat_latest(self, room: str, limit: int) -> list[ChatMessage]: ...
+    async def join_view(
+        self, room: str, user: str, limit: int, local_members: int, now_ms: int
+    ) -> JoinView:
+        """Latest seq, the last ``limit`` messages, presence, likes and ``user``'s polls.
+
+        The same as ``latest_seq``, ``chat_latest``, ``presence``, ``likes`` and
+        ``polls`` one after the other, in as few round trips as the broker allows.
+        """
+        ...
+
     async def chat_since(
         self, room: str, since: int, limit: int
     ) -> tuple[list[ChatMessage], bool]: ...

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from roomserver.broker.base import ControlChange, EventSink, NodeHandler, PollView, Tally
+from roomserver.broker.base import (
+    ControlChange,
+    EventSink,
+    JoinView,
+    NodeHandler,
+    PollView,
+    Tally,
+)
 from roomserver.chat import ChatLog
 from roomserver.errors import NotFound, Unavailable
 from roomserver.events import Envelope
@@ -119,6 +126,17 @@ class MemoryBroker:
     async def chat_latest(self, room: str, limit: int) -> list[ChatMessage]:
         return self._room(room).chat.latest(limit)
 
+    async def join_view(
+        self, room: str, user: str, limit: int, local_members: int, now_ms: int
+    ) -> JoinView:
+        return JoinView(
+            seq=await self.latest_seq(room),
+            history=await self.chat_latest(room, limit),
+            members=await self.presence(room, local_members),
+            likes=await self.likes(room),
+            polls=await self.polls(room, user, now_ms),
+        )
+
     async def chat_since(self, room: str, since: int, limit: int) -> tuple[list[ChatMessage], bool]:
         return self._room(room).chat.since(since, limit)
 
@@ -152,7 +170,9 @@ class MemoryBroker:
         return poll.to_wire()
 
     async def vote(self, room: str, poll_id: str, user: str, option: int) -> Tally:
-        poll = self._room(room).polls.vote(poll_id, user, option)
+        # Wall-clock time, as the Redis vote script uses: a vote after closes_at is refused.
+        now_ms = int(time.time() * 1000)
+        poll = self._room(room).polls.vote(poll_id, user, option, now_ms)
         return list(poll.votes), poll.total
 
     async def close_poll(self, room: str, poll_id: str, now_ms: int) -> tuple[PollView, bool]:

@@ -68,7 +68,7 @@ import random
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -80,7 +80,14 @@ from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from roomserver.broker.base import ControlChange, EventSink, NodeHandler, PollView, Tally
+from roomserver.broker.base import (
+    ControlChange,
+    EventSink,
+    JoinView,
+    NodeHandler,
+    PollView,
+    Tally,
+)
 from roomserver.chat import after_gap, before_gap, resume_window
 from roomserver.errors import (
     AlreadyVoted,
@@ -195,6 +202,29 @@ return 1
 """
 )
 
+# Everything a join snapshot reads, in one round trip (see RedisBroker.join_view).
+# KEYS: seq, del, chat, likes, nodes, polls.
+# ARGV: limit, users key prefix, this node, refresh TTL (0: none), poll key prefix, user.
+_JOIN_VIEW = """
+local seq = redis.call('GET', KEYS[1]) or '0'
+local deleted = redis.call('ZRANGE', KEYS[2], 0, -1)
+local entries = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[1]) + #deleted)
+local likes = redis.call('GET', KEYS[4]) or '0'
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', ARGV[2] .. ARGV[3], ARGV[4]) end
+local members = 0
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+  local n = redis.call('HLEN', ARGV[2] .. node)
+  if n == 0 then redis.call('SREM', KEYS[5], node) else members = members + n end
+end
+local polls = {}
+for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
+  local key = ARGV[5] .. id
+  local mine = redis.call('HGET', key .. ':voters', ARGV[6])
+  polls[#polls + 1] = {id, redis.call('HGETALL', key), mine}
+end
+return {seq, deleted, entries, likes, members, polls}
+"""
+
 _CREATE_ROOM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'title', ARGV[1], 'welcome', ARGV[2], 'created_at', ARGV[3])
@@ -258,8 +288,16 @@ def shard_index(room: str, shards: int) -> int:
 
 #: Connections a node opens to one Redis. Requests beyond that wait for a free one
 #: (up to POOL_WAIT_S) instead of failing: a burst of joins is queued, not refused.
+#: 5,000 joins at once on two nodes of a 2-core machine kept requests waiting over 5 s
+#: (262 refused as unavailable); the wait now outlasts such a burst.
 POOL_SIZE = 64
-POOL_WAIT_S = 5.0
+POOL_WAIT_S = 20.0
+
+#: How long ``subscribe`` waits for Redis to confirm a room's subscription. Until it
+#: does, a message published from another connection may be processed first and
+#: missed; past this wait (Redis slow or away) the room carries on and its chat is
+#: caught up by sequence number as always.
+SUBSCRIBE_WAIT_S = 2.0
 
 
 def _connect(url: str) -> aioredis.Redis:
@@ -287,6 +325,8 @@ class _Shard:
     reader: asyncio.Task[None] | None = None
     connected: bool = False
     ever_connected: bool = False
+    #: subscriptions waiting for Redis to confirm them, by channel
+    confirming: dict[str, asyncio.Future[None]] = field(default_factory=dict)
 
 
 def _pack(value: Any) -> bytes:
@@ -328,6 +368,7 @@ class RedisBroker:
         self._draw_enter = first.register_script(_DRAW_ENTER)
         self._draw_close = first.register_script(_DRAW_CLOSE)
         self._claim_media = first.register_script(_CLAIM_MEDIA)
+        self._join_view = first.register_script(_JOIN_VIEW)
         self._handler: NodeHandler | None = None
         self._pending_calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._call_tasks: set[asyncio.Task[None]] = set()
@@ -388,6 +429,12 @@ class RedisBroker:
         try:
             return await awaitable
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # redis-py turned our cancellation into a timeout or connection error
+                # (its pool wait runs under asyncio.timeout): cancelled it stays, or a
+                # loop that rides out outages (the heartbeat) would never stop.
+                raise asyncio.CancelledError from exc
             raise Unavailable(f"redis is unreachable: {exc}") from None
 
     # -- rooms ------------------------------------------------------------------------
@@ -437,14 +484,26 @@ class RedisBroker:
         if room in self._rooms:
             return
         self._rooms.add(room)
-        pubsub = self._shard(room).pubsub
+        shard = self._shard(room)
+        channel = self._channel(room)
+        confirmed = shard.confirming.get(channel)
+        if confirmed is None:
+            confirmed = shard.confirming[channel] = asyncio.get_running_loop().create_future()
         try:
-            if pubsub is not None:
-                await self._call(pubsub.subscribe(self._channel(room)))
+            if shard.pubsub is not None:  # else the shard's reader subscribes when it opens
+                await self._call(shard.pubsub.subscribe(channel))
             self._last_seq[room] = await self.latest_seq(room)
         except Unavailable:
             self._rooms.discard(room)
+            shard.confirming.pop(channel, None)
             raise
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), SUBSCRIBE_WAIT_S)
+        except TimeoutError:
+            log.warning("redis has not confirmed the subscription of room=%s yet", room)
+        finally:
+            if shard.confirming.get(channel) is confirmed:
+                del shard.confirming[channel]
 
     async def unsubscribe(self, room: str) -> None:
         if room not in self._rooms:
@@ -481,7 +540,8 @@ class RedisBroker:
                 backoff = min(backoff * 2, 2.0)
 
     async def _open_subscription(self, shard: _Shard) -> None:
-        pubsub = shard.client.pubsub(ignore_subscribe_messages=True)
+        # Confirmations are read (see _pump): subscribe() waits for its room's.
+        pubsub = shard.client.pubsub(ignore_subscribe_messages=False)
         # The first subscribe opens the connection; a placeholder channel keeps it open.
         await pubsub.subscribe(self._node_channel(self.node_id))
         rooms = sorted(r for r in self._rooms if self._shard(r) is shard)
@@ -505,7 +565,14 @@ class RedisBroker:
         assert pubsub is not None
         while not self._closed:
             message = await pubsub.get_message(timeout=1.0)
-            if message is None or message.get("type") != "message":
+            if message is None:
+                continue
+            if message.get("type") == "subscribe":
+                confirmed = shard.confirming.get(message["channel"].decode())
+                if confirmed is not None and not confirmed.done():
+                    confirmed.set_result(None)
+                continue
+            if message.get("type") != "message":
                 continue
             channel = message["channel"].decode()
             if channel == self._node_channel(self.node_id):
@@ -633,6 +700,45 @@ class RedisBroker:
             self._db(room).xrevrange(self._k(room, "chat"), "+", "-", count=limit + len(deleted))
         )
         return self._newest_first(room, entries, deleted, limit)
+
+    async def join_view(
+        self, room: str, user: str, limit: int, local_members: int, now_ms: int
+    ) -> JoinView:
+        keys = [
+            self._k(room, "seq"),
+            self._k(room, "del"),
+            self._k(room, "chat"),
+            self._k(room, "likes"),
+            self._k(room, "nodes"),
+            self._k(room, "polls"),
+        ]
+        args: list[str | int] = [
+            limit,
+            self._k(room, "users") + ":",
+            self.node_id,
+            MEMBERS_TTL_S if local_members else 0,
+            self._k(room, "poll") + ":",
+            user,
+        ]
+        raw = await self._call(self._join_view(client=self._db(room), keys=keys, args=args))
+        seq, deleted_raw, entries, likes, members, poll_rows = raw
+        deleted = {int(s) for s in deleted_raw}
+        entries = [(entry_id, _pairs(fields)) for entry_id, fields in entries]
+        polls = []
+        for poll_id, fields, my_vote in poll_rows:
+            found = _poll_from_hash(poll_id.decode(), _pairs(fields), my_vote or None)
+            if found is None:
+                continue
+            view, closed_at = found
+            if view["open"] or now_ms - closed_at < POLL_RECENT_MS:
+                polls.append(view)
+        return JoinView(
+            seq=int(seq),
+            history=self._newest_first(room, entries, deleted, limit),
+            members=int(members),
+            likes=int(likes),
+            polls=polls,
+        )
 
     def _newest_first(
         self, room: str, entries: Sequence[Any], deleted: set[int], limit: int
@@ -1097,6 +1203,11 @@ ROOM_LOG_LIMIT = 10_000
 
 def _wrap(envelope: Envelope) -> bytes:
     return _ENVELOPE + _pack(envelope.to_wire())
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """A Redis flat field/value list (HGETALL, stream entry fields from Lua) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _seq_of(entry_id: bytes) -> int:

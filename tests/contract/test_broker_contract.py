@@ -194,6 +194,32 @@ async def test_closed_polls_leave_the_snapshot_after_ten_minutes(
     assert [p["id"] for p in later] == ["new"]
 
 
+async def test_join_view_is_the_separate_reads_in_one(broker: tuple[Broker, Recorder]) -> None:
+    b, _ = broker
+    empty = await b.join_view("r", "ann", 5, 0, 1000)
+    assert (empty.seq, empty.history, empty.members, empty.likes, empty.polls) == (0, [], 0, 0, [])
+    for i in range(1, 9):
+        await b.append_chat("r", draft("u", str(i)), i)
+    await b.delete_chat("r", 7)
+    await b.add_likes("r", 4)
+    await b.member_joined("r", Identity(UserId("ann"), "Ann", Role.MEMBER), 1_000)
+    await b.create_poll("r", "p1", "Q?", ["a", "b"], 1000, None)
+    await b.create_poll("r", "p2", "Q?", ["a", "b"], 1000, None)
+    await b.vote("r", "p2", "ann", 1)
+    await b.close_poll("r", "p1", 2000)
+    view = await b.join_view("r", "ann", 5, 1, 3000)
+    assert view.seq == await b.latest_seq("r") == 8
+    assert [m.seq for m in view.history] == [3, 4, 5, 6, 8]
+    assert view.history == await b.chat_latest("r", 5)
+    assert view.members == await b.presence("r", 1) == 1
+    assert view.likes == 4
+    assert view.polls == await b.polls("r", "ann", 3000)
+    assert [p["id"] for p in view.polls] == ["p1", "p2"] and view.polls[1]["my_vote"] == 1
+    later = await b.join_view("r", "bob", 5, 1, 2000 + 600_000)
+    assert [p["id"] for p in later.polls] == ["p2"]  # the closed poll aged out
+    assert later.polls == await b.polls("r", "bob", 2000 + 600_000)
+
+
 async def test_likes_add_up(broker: tuple[Broker, Recorder]) -> None:
     b, _ = broker
     totals = await asyncio.gather(*(b.add_likes("r", 3) for _ in range(10)))
@@ -240,6 +266,36 @@ async def test_publish_reaches_the_sink_with_audience(broker: tuple[Broker, Reco
     muted = next(e for _, e in rec.events if e.type == "muted")
     assert muted.users == frozenset({"u1"})
     assert [e.type for _, e in rec.events] == ["likes", "muted"]
+
+
+async def test_an_event_published_as_soon_as_subscribe_returns_is_delivered(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    """A node subscribes when a room's first member joins; what is published from then
+    on must reach it, also on a node that has only just started (its subscription to
+    Redis still opening) and on one already running."""
+    if kind == "redis":
+        url = request.getfixturevalue("redis_server").url
+    elif kind == "redis-sharded":
+        url = ",".join(s.url for s in request.getfixturevalue("redis_shards"))
+    else:
+        url = ""
+    for attempt in range(5):
+        b = make_broker(kind, url, history=20)
+        rec = Recorder()
+        b.attach(rec)
+        await b.start()
+        try:
+            rooms = [f"fresh{attempt}-{n}" for n in range(4)]
+            for room in rooms:
+                await b.create_room(RoomInfo(room, "Fresh"))
+                await b.subscribe(room)
+                await b.publish(room, to_all({"t": "likes", "room": room, "total": 1}))
+            async with asyncio.timeout(5):
+                while {r for r, e in rec.events if e.type == "likes"} != set(rooms):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+        finally:
+            await b.close()
 
 
 async def test_unsubscribed_rooms_are_not_delivered(broker: tuple[Broker, Recorder]) -> None:

@@ -24,3 +24,11 @@ async def test_media_off_answers_unavailable() -> None:
         host, _ = await srv.member("off", "h", "host")
         reply = await host.call("rtc.publish", room="off", sdp="v=0\r\n")
         assert reply["code"] == "unavailable"
+        for t, fields in (("rec.start", {}), ("rec.auto", {"on": True})):
+            reply = await host.call(t, room="off", **fields)
+            assert reply["code"] == "unavailable", t
+        status, body = await srv.api("POST", "/api/rooms/off/recording", {"on": True})
+        assert (status, body["code"]) == (503, "unavailable")
+        status, body = await srv.api("POST", "/api/rooms", {"title": "x", "record_when_live": True})
+        assert (status, body["code"]) == (503, "unavailable")
+        await host.request("rec.auto", room="off", on=False)  # turning it off needs no media

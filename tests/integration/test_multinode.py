@@ -161,7 +161,9 @@ async def test_link_mic_and_moderation_across_nodes(redis_server: RedisServer) -
 
 
 async def test_killed_node_loses_no_acknowledged_message(redis_server: RedisServer) -> None:
-    args = redis_args(redis_server)
+    # History keeps the last --history-size messages by design; keep more than the talkers
+    # can send (3 x 1,000), so that trimming never hides a lost message or fakes one.
+    args = (*redis_args(redis_server), "--history-size", "10000")
     async with nodes(1, *args) as (survivor,):
         doomed = await start_node("doomed", *args)
         try:
@@ -419,3 +421,30 @@ async def test_one_draw_entry_per_user_across_nodes(redis_server: RedisServer) -
         assert len(other.of_type("draw.result")) == 0  # announced once, by one node
         for client in (host, same_a, same_b, other):
             await client.close()
+
+
+async def test_a_node_whose_members_joined_later_closes_a_timed_poll(
+    redis_server: RedisServer,
+) -> None:
+    """The node that opened a timed poll dies; a node whose member joined afterwards
+    (and so never saw ``poll.opened``) closes it on time."""
+    args = redis_args(redis_server)
+    async with nodes(1, *args) as (survivor,):
+        doomed = await start_node("opener", *args)
+        try:
+            await create_room(doomed, "timed")
+            host, _ = await join(doomed, "timed", "h", "host")
+            poll = (
+                await host.request(
+                    "poll.create", room="timed", question="Now?", options=["a", "b"], duration_s=3
+                )
+            )["poll"]
+            late, snapshot = await join(survivor, "timed", "late")
+            assert [p["id"] for p in snapshot["polls"]] == [poll["id"]]
+            doomed.kill()
+            closed = await late.event("poll.closed", timeout=8)
+            assert closed["poll"]["id"] == poll["id"] and closed["poll"]["open"] is False
+            await late.close()
+        finally:
+            doomed.kill()
+            await doomed.process.wait()

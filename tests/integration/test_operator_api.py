@@ -120,3 +120,28 @@ async def test_stats_of_a_scripted_session(server: Server) -> None:
     assert status == 200 and kept["ended_at"] is not None and kept["chat"]["total"] == 3
     assert kept["cohost_sessions"][0]["duration_s"] >= 0
     assert (await server.api("GET", "/api/rooms/never/stats"))[0] == 404
+
+
+async def test_recording_setting_over_the_api_and_the_protocol(server: Server) -> None:
+    await server.create_room("recset", record_when_live=True)
+    host, snap = await server.member("recset", "h", "host")
+    viewer, _ = await server.member("recset", "v")
+    assert snap["room"]["record_when_live"] is True and snap["room"]["recording"] is False
+    refused = await viewer.call("rec.auto", room="recset", on=False)
+    assert refused["code"] == "forbidden"
+    bad = await host.call("rec.auto", room="recset", on="no")
+    assert bad["code"] == "bad_request"
+    await host.request("rec.auto", room="recset", on=False)
+    assert (await viewer.event("rec.auto")) == {"t": "rec.auto", "room": "recset", "on": False}
+    status, body = await server.api(
+        "POST", "/api/rooms/recset/recording", {"record_when_live": True}
+    )
+    assert (status, body) == (200, {"recording": False, "record_when_live": True})
+    assert (await viewer.event("rec.auto"))["on"] is True
+    _, late = await server.member("recset", "late")
+    assert late["room"]["record_when_live"] is True
+    path = "/api/rooms/recset/recording"
+    assert (await server.api("POST", path, {}))[0] == 400
+    assert (await server.api("POST", path, {"on": "yes"}))[0] == 400
+    assert (await server.api("POST", "/api/rooms/nope/recording", {"on": True}))[0] == 404
+    assert (await server.api("POST", "/api/rooms", {"title": "x", "record_when_live": 1}))[0] == 400

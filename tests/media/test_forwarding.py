@@ -13,7 +13,7 @@ import aiortc.rtcrtpreceiver
 import pytest
 from aiortc.sdp import SessionDescription
 
-from media import hooks, offers
+from media import forward, hooks, offers
 from media.peers import Publisher, Viewer
 from tests.harness import Server
 from tests.media.conftest import publish, sfu_of, subscribe, until
@@ -202,3 +202,43 @@ async def test_an_audio_only_publisher_is_heard_and_the_video_section_stays_inac
     }
     await until(lambda: viewer.got.audio_frames >= 10, timeout=5)
     assert set(sfu_of(server).feeds("mic", "h")) == {"audio"}
+
+
+async def test_mid_stream_viewer_of_a_large_stream_decodes_in_order(
+    server: Server, peers: list[Publisher | Viewer]
+) -> None:
+    """A cache of 640x360 noisy frames is too large to replay in one burst: aiortc's
+    receiver (512 packets) and the socket overflow, and late repairs land on frames it
+    already passed. The feed asks for a fresh keyframe instead, when the viewer subscribes."""
+    await server.create_room("big")
+    host, _ = await server.member("big", "h", "host")
+    member, _ = await server.member("big", "v")
+    publisher = await publish(host, "big", peers, width=640, height=360, noise=True)
+    await until(lambda: publisher.video.count >= 40, timeout=10)
+    feed = sfu_of(server).feeds("big", "h")["video"]
+    assert sum(len(p.payload) for p in feed.cached_packets) > forward.CACHE_FRESH_BYTES * 3 // 4
+    viewer = await subscribe(member, "big", "h", peers, noise_rows=360 // 4)
+    await viewer.wait_frames(90, timeout=15)
+    assert_in_order(viewer.got.numbers, 90)
+    assert feed.keyframes.requests["expected"] == 1
+
+
+async def test_packet_counts_only_grow_when_viewers_leave(
+    server: Server, peers: list[Publisher | Viewer]
+) -> None:
+    await server.create_room("count")
+    host, _ = await server.member("count", "h", "host")
+    member, _ = await server.member("count", "v")
+    await publish(host, "count", peers)
+    viewer = await subscribe(member, "count", "h", peers)
+    await viewer.wait_frames(20, timeout=10)
+    sfu = sfu_of(server)
+    sent = sfu.stats()["packets_out"]
+    assert sent > 20 and sfu.stats()["packets_in"] > sent // 2
+    await member.request("rtc.unsubscribe", room="count", publisher="h")
+    await until(lambda: sfu.peer_count == 1, timeout=5)
+    assert sfu.stats()["packets_out"] >= sent
+    received = sfu.stats()["packets_in"]
+    await host.request("rtc.unpublish", room="count")
+    await until(lambda: sfu.peer_count == 0, timeout=5)
+    assert sfu.stats()["packets_in"] >= received

@@ -16,11 +16,13 @@ from typing import Any
 import aioice
 import aioice.ice
 import aiortc
+import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterFrame
+from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcrtpparameters import (
     RTCRtcpParameters,
     RTCRtpCodecParameters,
@@ -73,6 +75,19 @@ def test_install_wraps_host_addresses_and_leaves_consent_alone() -> None:
     hooks.install()
     assert aioice.ice.get_host_addresses is hooks._get_host_addresses
     assert (aioice.ice.CONSENT_INTERVAL, aioice.ice.CONSENT_FAILURES) == (5, 6)
+
+
+async def test_a_video_receiver_builds_its_bitrate_estimator_on_the_first_packet() -> None:
+    """Guards ``aiortc.rtcrtpreceiver.RemoteBitrateEstimator`` (replaced by name)."""
+    hooks.install()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="sendonly")  # a viewer's: it never receives
+    (transceiver,) = pc.getTransceivers()
+    estimator = transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator
+    assert isinstance(estimator, hooks.LazyBitrateEstimator) and estimator.real is None
+    assert estimator.add(1000, 1 << 18, 1200, 1234) is None  # as the real one answers
+    assert estimator.real is not None and 1234 in estimator.real.ssrcs
+    await pc.close()
 
 
 async def test_watch_inbound_sees_every_datagram_and_stun_request() -> None:
@@ -231,3 +246,51 @@ async def test_the_sender_packs_encoded_packets_without_an_encoder_running() -> 
     assert isinstance(av.Packet(b"x"), av.Packet)
     track.stop()
     await pc.close()
+
+
+class ScriptedEstimator:
+    """Returns the given estimates in turn, as aiortc's estimator would on each packet."""
+
+    def __init__(self, bitrates: list[int | None]) -> None:
+        self.bitrates = bitrates
+
+    def add(self, *args: int) -> tuple[int, list[int]] | None:
+        bitrate = self.bitrates.pop(0)
+        return None if bitrate is None else (bitrate, [1234])
+
+
+def test_remb_is_paced_but_a_falling_estimate_goes_out_at_once() -> None:
+    estimator = hooks.LazyBitrateEstimator()
+    estimator.real = ScriptedEstimator(  # type: ignore[assignment]
+        [500_000, 510_000, None, 520_000, 400_000, 450_000, 460_000]
+    )
+    at = [0, 10, 20, 30, 40, 50, 40 + hooks.REMB_INTERVAL_MS]
+    sent = [estimator.add(ms, 0, 1000, 1234) for ms in at]
+    assert [s[0] if s else None for s in sent] == [
+        500_000,  # the first
+        None,  # higher, within the interval
+        None,  # no estimate
+        None,
+        400_000,  # lower: at once
+        None,
+        460_000,  # the interval since the last one sent has passed
+    ]
+
+
+async def test_peer_connections_share_the_node_certificate_only_inside_the_block() -> None:
+    """Guards ``aiortc.rtcpeerconnection.RTCCertificate`` (replaced by name)."""
+    certificate = hooks.SharedCertificate.generate()
+    with hooks.shared_certificate(certificate):
+        inside = [RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2)]
+    outside = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    held = [pc._RTCPeerConnection__certificates[0] for pc in [*inside, outside]]
+    assert held[0] is certificate and held[1] is certificate
+    assert held[2] is not certificate and not isinstance(held[2], hooks.SharedCertificate)
+    reference = RTCCertificate(key=certificate._key, cert=certificate._cert)
+    assert certificate.getFingerprints() == reference.getFingerprints()
+    profiles = aiortc.rtcdtlstransport.SRTP_PROFILES
+    context = certificate._create_ssl_context(profiles)
+    assert certificate._create_ssl_context(list(profiles)) is context
+    assert certificate._create_ssl_context(profiles[:1]) is not context
+    for pc in [*inside, outside]:
+        await pc.close()

@@ -117,3 +117,27 @@ async def test_leaving_frees_the_members_own_subscriptions(
     await member.request("leave", room="lv")
     await until(lambda: sfu.peer_count == 1, timeout=5)
     assert [p.publisher for p in sfu.peers()] == [None]
+
+
+async def test_two_tabs_of_one_member_each_watch_and_closing_one_keeps_the_other(
+    server: Server, peers: list[Publisher | Viewer]
+) -> None:
+    await server.create_room("tabs")
+    host, _ = await server.member("tabs", "h", "host")
+    first, _ = await server.member("tabs", "v")
+    second, _ = await server.member("tabs", "v")  # the same member in another tab
+    await publish(host, "tabs", peers)
+    one = await subscribe(first, "tabs", "h", peers)
+    two = await subscribe(second, "tabs", "h", peers)
+    await one.wait_frames(10, timeout=10)
+    await two.wait_frames(10, timeout=10)
+    sfu = sfu_of(server)
+    assert sum(1 for p in sfu.peers() if p.user == "v") == 2  # the second did not replace it
+
+    await first.close()  # one tab closes: its subscription goes, the other keeps playing
+    await until(lambda: sum(1 for p in sfu.peers() if p.user == "v") == 1, timeout=5)
+    seen = two.got.encoded_frames + len(two.got.numbers)
+    await until(lambda: two.got.encoded_frames + len(two.got.numbers) > seen + 10, timeout=5)
+
+    await second.request("leave", room="tabs")  # the last tab leaves: nothing of v is left
+    await until(lambda: not any(p.user == "v" for p in sfu.peers()), timeout=5)

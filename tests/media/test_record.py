@@ -227,3 +227,46 @@ async def test_a_cohost_gets_its_own_file_and_the_node_stopping_finalises_them(
     for kind in ("rec.started", "poll.opened", "product.pinned", "cohost.joined"):
         assert kind in kinds, kinds
     assert kinds.index("poll.opened") < kinds.index("cohost.joined")
+
+
+async def test_record_when_live_records_each_stream_and_the_api_switches_recording(
+    rec_server: Server, peers: list[Publisher | Viewer]
+) -> None:
+    server = rec_server
+    await server.create_room("auto", record_when_live=True)
+    host, snapshot = await server.member("auto", "h", "host")
+    viewer, _ = await server.member("auto", "v")
+    assert snapshot["room"]["record_when_live"] is True
+    assert snapshot["room"]["recording"] is False  # nothing live yet
+
+    publisher = await publish(host, "auto", peers)
+    await viewer.event("rec.started")
+    recording = server.node.recordings["auto"]
+    await until(lambda: publisher.video.count >= 30, timeout=10)
+    await host.request("rtc.unpublish", room="auto")
+    await viewer.event("stream.ended")
+    await viewer.event("rec.stopped")
+    await until(lambda: recording.stopped is not None, timeout=5)
+    (segment,) = recording.segments()
+    assert segment.closed and segment.frames["video"] >= 10
+
+    # The operator turns the setting off and records by hand over the API.
+    path = "/api/rooms/auto/recording"
+    status, body = await server.api("POST", path, {"record_when_live": False})
+    assert (status, body) == (200, {"recording": False, "record_when_live": False})
+    await viewer.event("rec.auto", where=lambda e: e["on"] is False)
+    await publish(host, "auto", peers)
+    await viewer.event("stream.started")
+    assert "auto" not in server.node.recordings
+    status, body = await server.api("POST", path, {"on": True})
+    assert (status, body) == (200, {"recording": True, "record_when_live": False})
+    await viewer.event("rec.started")
+    second = server.node.recordings["auto"]
+    assert second is not recording
+    await until(lambda: len(second.segments()) == 1, timeout=10)
+    status, body = await server.api("POST", path, {"on": False})
+    assert (status, body) == (200, {"recording": False, "record_when_live": False})
+    await viewer.event("rec.stopped")
+    await until(lambda: second.stopped is not None, timeout=5)
+    status, listed = await server.api("GET", "/api/rooms/auto/recordings")
+    assert status == 200 and len(listed["recordings"]) == 2

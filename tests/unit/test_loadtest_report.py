@@ -104,6 +104,17 @@ def test_report_document_table_and_files(tmp_path: Path) -> None:
     assert paths[1].stat().st_size > 1000
 
 
+def test_a_watched_process_cpu_gives_work_per_its_cpu_second() -> None:
+    run = outcome([Check("no loss", True, "0 lost")])
+    run.aggregate.result(0, {**worker_result(40, 3000, {}), "counters": {
+        "deliveries": 40, "joined": 10, "chat_accepted": 4}})  # fmt: skip
+    run.cpu.update({"watched_s": 0.02, "watched_processes": {"3": 0.02}})
+    doc = report.build(run, ["x"])
+    assert doc["rates"]["deliveries_per_watched_cpu_s"] == 2000.0
+    assert doc["rates"]["chat_messages_per_watched_cpu_s"] == 200.0
+    assert "watched CPU" in report.table(doc)
+
+
 def test_report_warns_and_fails_honestly() -> None:
     doc = report.build(outcome([Check("no loss", False, "3 lost")], busiest=0.95), ["x"])
     assert doc["ok"] is False
@@ -118,6 +129,10 @@ def test_default_procs_is_bounded_by_the_cores() -> None:
     assert default_procs(small, cpus=8) == 1
     assert default_procs(big, cpus=2) == 2
     assert default_procs(big, cpus=8) == 4
+    mix = Mix(members=1000, initial=100)
+    plain = Plan(members=1000, duration_s=1, events_per_s=100, mix=mix)
+    live = Plan(members=1000, duration_s=1, events_per_s=100, mix=mix, params={"viewers": 10})
+    assert (default_procs(plain, cpus=2), default_procs(live, cpus=2)) == (1, 2)
 
 
 def test_every_scenario_is_registered_with_its_name() -> None:

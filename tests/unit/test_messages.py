@@ -202,7 +202,16 @@ def assert_names(err: ClientError, field: str) -> None:
 
 
 #: Request types roomserver adds to the contract (additions only, never renames).
-ADDED_TYPES = {"draw.start", "rec.start", "rec.stop"}
+ADDED_TYPES = {
+    "draw.start",
+    "rec.start",
+    "rec.stop",
+    "rec.auto",
+    "pk.invite",
+    "pk.accept",
+    "pk.decline",
+    "pk.end",
+}
 
 
 def test_request_types_match_the_contract() -> None:

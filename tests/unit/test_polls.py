@@ -115,6 +115,15 @@ def test_one_vote_per_user_per_poll() -> None:
     assert book.get("p2").votes == [0, 1, 0]
 
 
+def test_a_vote_after_closes_at_is_refused_before_any_timer_closes_the_poll() -> None:
+    book = PollBook(max_polls=10)
+    book.create("p1", "q?", OPTIONS, 1_000, 30)  # closes_at 31_000
+    book.vote("p1", "u1", 0, now_ms=30_999)
+    with pytest.raises(PollClosed):
+        book.vote("p1", "u2", 0, now_ms=31_000)
+    assert book.get("p1").open and book.get("p1").votes == [1, 0, 0]
+
+
 def test_vote_unknown_poll_is_not_found() -> None:
     with pytest.raises(NotFound):
         book_with("p1").vote("p2", "u1", 0)

@@ -85,6 +85,11 @@ EXPECTED: dict[str, set[str]] = {
     "room.end": _HOST_ROLE,
     "draw.start": _STAFF_ROLES,
     "rec.start": _HOST_ROLE,
+    "rec.auto": _HOST_ROLE,
+    "pk.invite": _HOST_ROLE,
+    "pk.accept": _HOST_ROLE,
+    "pk.decline": _HOST_ROLE,
+    "pk.end": _HOST_ROLE,
     "rec.stop": _HOST_ROLE,
 }
 
@@ -444,6 +449,47 @@ def test_cohost_publishing_alone_does_not_start_the_stream() -> None:
     assert [e.type for e in state.unpublish("ann")] == ["tracks"]
 
 
+def test_record_when_live_follows_the_hosts_stream() -> None:
+    state = room()
+    assert [e.event for e in state.set_record_when_live(True)] == [
+        {"t": "rec.auto", "room": "r1", "on": True}
+    ]
+    assert state.set_record_when_live(True) == []
+    assert state.recording is False  # not live yet: nothing to record
+    assert [e.type for e in state.publish(HOST)] == ["tracks", "stream.started", "rec.started"]
+    assert state.recording is True
+    assert [e.type for e in state.unpublish("h")] == ["tracks", "stream.ended", "rec.stopped"]
+    assert state.recording is False
+
+
+def test_record_when_live_set_while_live_starts_now_and_unset_leaves_it_running() -> None:
+    state = room()
+    state.publish(HOST)
+    assert [e.type for e in state.set_record_when_live(True)] == ["rec.auto", "rec.started"]
+    assert [e.event for e in state.set_record_when_live(False)] == [
+        {"t": "rec.auto", "room": "r1", "on": False}
+    ]
+    assert state.recording is True  # the host stops it with rec.stop
+    assert [e.type for e in state.unpublish("h")] == ["tracks", "stream.ended"]
+    assert state.recording is True
+
+
+def test_manual_recording_is_not_stopped_by_the_stream_ending() -> None:
+    state = room()
+    state.publish(HOST)
+    assert [e.type for e in state.set_recording(True)] == ["rec.started"]
+    state.unpublish("h")
+    assert state.recording is True
+
+
+def test_record_setting_is_shared_control_state() -> None:
+    state = room()
+    state.set_record_when_live(True)
+    other = room()
+    other.load_control(state.control_to_wire())
+    assert other.record_when_live is True
+
+
 def test_pin_and_unpin() -> None:
     state = room()
     product = {"id": "p9", "title": "Robot kit", "price": "39.90", "currency": "EUR"}
@@ -475,4 +521,7 @@ def test_snapshot_shape() -> None:
         "draws": [],
         "last_draw": None,
         "recording": False,
+        "record_when_live": False,
+        "pk": None,
+        "last_pk": None,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.async_api import Page
 
@@ -124,4 +126,65 @@ async def test_viewer_reconnects_and_resumes_chat_without_gap_or_duplicate() -> 
                 ".chat-line[data-seq]", "lines => lines.map(l => Number(l.dataset.seq))"
             )
             assert seqs == [1, 2, 3, 4, 5, 6, 7]
+            assert errors == []
+
+
+async def test_host_records_and_viewers_see_the_recording_badge(tmp_path: Path) -> None:
+    settings = make_settings(rtc_ip=("127.0.0.1",), recordings_dir=str(tmp_path))
+    async with running_server(settings) as server:
+        await server.create_room("demo", title="Recorded")
+        async with chromium() as browser:
+            host = await browser.new_page()
+            viewer = await browser.new_page(viewport={"width": 360, "height": 740})
+            errors: list[str] = []
+            await open_page(host, link(server, "host", "h", "host", "Host"), errors)
+            await open_page(viewer, link(server, "viewer", "v", "member", "V"), errors)
+            assert await viewer.is_hidden("#rec-badge")
+            assert await host.inner_text("#record") == "Record"
+
+            await host.click("#record")
+            await viewer.wait_for_selector("#rec-badge:not([hidden])")
+            assert await viewer.inner_text("#rec-badge") == "● REC"
+            await host.wait_for_function(
+                "document.querySelector('#record').textContent === 'Stop recording'"
+            )
+            assert await host.get_attribute("#record", "aria-pressed") == "true"
+            late = await browser.new_page()
+            await open_page(late, link(server, "viewer", "late", "member", "L"), errors)
+            assert await late.is_visible("#rec-badge")  # from the snapshot
+
+            await host.click("#record")
+            await viewer.wait_for_selector("#rec-badge[hidden]", state="attached")
+            await host.check("#record-when-live")
+            state = server.node.rooms["demo"]
+            for _ in range(50):
+                if state.record_when_live:
+                    break
+                await viewer.wait_for_timeout(100)
+            assert state.record_when_live is True
+            await host.reload()
+            await host.wait_for_selector(".status.live", timeout=10_000)
+            assert await host.is_checked("#record-when-live")  # shown from the snapshot
+            assert errors == []
+
+
+async def test_a_pk_invitation_survives_a_reload_of_the_host_page() -> None:
+    async with running_server(make_settings(media=False)) as server:
+        await server.create_room("pa", title="Alpha")
+        await server.create_room("demo", title="Beta")
+        inviter, _ = await server.member("pa", "ha", "host")
+        async with chromium() as browser:
+            page = await browser.new_page()
+            errors: list[str] = []
+            await open_page(page, link(server, "host", "hb", "host", "Host B"), errors)
+            invite = await inviter.request("pk.invite", room="pa", to_room="demo", duration_s=60)
+            pk_id = invite["invite"]["id"]
+            await page.wait_for_selector(f"#pk-invites li[data-pk='{pk_id}']")
+            assert "Alpha" in await page.inner_text("#pk-invites li")
+            await page.reload()
+            await page.wait_for_selector(".status.live", timeout=10_000)
+            await page.wait_for_selector(f"#pk-invites li[data-pk='{pk_id}'] button.decline")
+            await page.click("#pk-invites li button.decline")
+            assert (await inviter.event("pk.declined"))["pk"] == pk_id
+            assert await page.locator("#pk-invites li").count() == 0
             assert errors == []

@@ -158,6 +158,14 @@ export function bindCounters(conn, members, likes) {
   conn.on("likes", (e) => { likes.textContent = formatNumber(e.total); });
 }
 
+// The recording badge: shown while the room is being recorded (snapshot, then events).
+export function bindRecording(conn, badge) {
+  const show = (on) => { badge.hidden = !on; };
+  conn.on("snapshot", (snap) => show(snap.room.recording));
+  conn.on("rec.started", () => show(true));
+  conn.on("rec.stopped", () => show(false));
+}
+
 export function bindAnnouncement(conn, box) {
   const show = (message) => { box.textContent = message ? `📢 ${message.text}` : ""; };
   conn.on("snapshot", (snap) => show(snap.room.announcement));

@@ -2,7 +2,8 @@ import { applyStatic, languagePicker, onLanguageChange, t } from "./i18n.js";
 import { RoomConnection, explain, linkParams } from "./room.js";
 import { Stage, fillDevicePickers, openCamera, publish } from "./media.js";
 import { el, productCard } from "./ui.js";
-import { ChatList, Draws, Polls, bindAnnouncement, bindCounters, bindStatus } from "./common.js";
+import { bindBattle } from "./pk.js";
+import { ChatList, Draws, Polls, bindAnnouncement, bindCounters, bindRecording, bindStatus } from "./common.js";
 
 applyStatic();
 languagePicker(document.getElementById("lang"));
@@ -25,7 +26,8 @@ const polls = new Polls(document.getElementById("polls"), conn, notice, false, (
 new Draws(document.getElementById("draws"), conn);
 
 // Camera preview, going live, and the co-hosts' tiles.
-new Stage(document.getElementById("tiles"), conn, { skip: (user) => user === conn.me });
+const stage = new Stage(document.getElementById("tiles"), conn, { skip: (user) => user === conn.me });
+const battle = bindBattle(conn, stage, document.getElementById("pk-bar"));
 const cameraSelect = document.getElementById("camera");
 const micSelect = document.getElementById("microphone");
 const goLive = document.getElementById("go-live");
@@ -93,6 +95,68 @@ startPreview().then(() => fillDevicePickers(cameraSelect, micSelect)).catch(() =
 bindStatus(conn, document.getElementById("status"), notice);
 bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));
 bindAnnouncement(conn, document.getElementById("announcement"));
+bindRecording(conn, document.getElementById("rec-badge"));
+
+// Recording: a toggle for now, and the room setting to record every time it goes live.
+const recordButton = document.getElementById("record");
+const recordWhenLive = document.getElementById("record-when-live");
+let recording = false;
+function showRecording() {
+  recordButton.dataset.i18n = recording ? "rec.stop" : "rec.start";
+  recordButton.textContent = t(recordButton.dataset.i18n);
+  recordButton.setAttribute("aria-pressed", String(recording));
+}
+conn.on("snapshot", (snap) => {
+  recording = snap.room.recording;
+  recordWhenLive.checked = Boolean(snap.room.record_when_live);
+  showRecording();
+});
+conn.on("rec.started", () => { recording = true; showRecording(); });
+conn.on("rec.stopped", () => { recording = false; showRecording(); });
+conn.on("rec.auto", (e) => { recordWhenLive.checked = e.on; });
+recordButton.addEventListener("click", () => act(recording ? "rec.stop" : "rec.start"));
+recordWhenLive.addEventListener("change", () => {
+  const on = recordWhenLive.checked;
+  conn.request("rec.auto", { on }).catch((err) => { recordWhenLive.checked = !on; say(explain(err)); });
+});
+
+// PK battles: invite another room's host, answer invitations, end the battle.
+const pkInvites = document.getElementById("pk-invites");
+const pkEnd = document.getElementById("pk-end");
+const showPk = () => { pkEnd.hidden = !battle.battle; };
+conn.on("snapshot", showPk);
+conn.on("pk.started", () => { pkInvites.replaceChildren(); showPk(); });
+conn.on("pk.ended", showPk);
+conn.on("pk.declined", () => say(t("pk.declined")));
+function showInvite(invite) {
+  if (pkInvites.querySelector(`li[data-pk="${CSS.escape(invite.id)}"]`)) return;
+  const answer = (type) => async () => {
+    item.remove();
+    await act(type, { pk: invite.id });
+  };
+  const item = el("li", { "data-pk": invite.id },
+    el("span", { text: t("pk.invited", { title: invite.from_title }) }),
+    el("button", { type: "button", class: "accept", text: t("pk.accept"), onclick: answer("pk.accept") }),
+    el("button", { type: "button", class: "decline", text: t("pk.decline"), onclick: answer("pk.decline") }));
+  pkInvites.append(item);
+  setTimeout(() => item.remove(), Math.max(0, invite.expires_at - Date.now()));
+}
+conn.on("pk.invited", ({ invite }) => showInvite(invite));
+// A host who reloads or reconnects still sees an invitation it has not answered.
+conn.on("snapshot", (snap) => {
+  pkInvites.replaceChildren();
+  if (snap.room.pk_invite) showInvite(snap.room.pk_invite);
+});
+document.getElementById("pk-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const toRoom = document.getElementById("pk-room").value.trim();
+  const duration = Number(document.getElementById("pk-duration").value);
+  try {
+    await conn.request("pk.invite", { to_room: toRoom, duration_s: duration });
+    say(t("pk.sent", { room: toRoom }));
+  } catch (err) { say(explain(err)); }
+});
+pkEnd.addEventListener("click", () => act("pk.end"));
 
 const hands = new Map();
 const cohosts = new Set();

@@ -54,23 +54,29 @@ export async function fillDevicePickers(videoSelect, audioSelect) {
   }
 }
 
-// The stage: one tile per publisher of the room, kept in step with `tracks`.
+// The stage: one tile per publisher of the room, kept in step with `tracks`, plus
+// during a PK battle the other room's host (subscribed with `from_room`).
 export class Stage {
   constructor(box, conn, { skip = () => false } = {}) {
     this.box = box;
     this.conn = conn;
     this.skip = skip;
-    this.tiles = new Map();
+    this.tiles = new Map();  // key (user, or "room/user" for the guest) -> { pc, node, user, fromRoom }
     this.publishers = [];
-    conn.on("snapshot", (snap) => { this.resetAll(); this.update(snap.room.publishers); });
+    this.guest = null;  // { room, user, label }
+    conn.on("snapshot", (snap) => {
+      this.resetAll();
+      this.update(snap.room.publishers);
+      this.setGuest(this.guest);
+    });
     conn.on("tracks", (e) => this.update(e.publishers));
     conn.on("status", ({ state }) => { if (state === "away") this.resetAll(); });
   }
 
   update(publishers) {
     this.publishers = publishers;
-    for (const user of [...this.tiles.keys()]) {
-      if (!publishers.includes(user)) this.drop(user);
+    for (const [key, tile] of [...this.tiles]) {
+      if (!tile.fromRoom && !publishers.includes(tile.user)) this.drop(key);
     }
     for (const user of publishers) {
       if (!this.tiles.has(user) && !this.skip(user)) this.watch(user);
@@ -78,29 +84,44 @@ export class Stage {
     this.box.classList.toggle("live", this.tiles.size > 0);
   }
 
-  resetAll() {
-    for (const user of [...this.tiles.keys()]) this.drop(user);
+  // The other room's host during a PK battle; null when the battle is over.
+  setGuest(guest) {
+    const key = (g) => `${g.room}/${g.user}`;
+    if (this.guest && (!guest || key(guest) !== key(this.guest))) this.drop(key(this.guest));
+    this.guest = guest;
+    if (guest && !this.tiles.has(key(guest))) this.watch(guest.user, guest.room, guest.label);
+    this.box.classList.toggle("pk", Boolean(guest));
+    this.box.classList.toggle("live", this.tiles.size > 0);
   }
 
-  drop(user) {
-    const tile = this.tiles.get(user);
+  resetAll() {
+    for (const key of [...this.tiles.keys()]) this.drop(key);
+  }
+
+  drop(key) {
+    const tile = this.tiles.get(key);
     if (!tile) return;
     tile.pc.close();
     tile.node.remove();
-    this.tiles.delete(user);
-    this.conn.request("rtc.unsubscribe", { publisher: user }).catch(() => {});
+    this.tiles.delete(key);
+    const fields = { publisher: tile.user };
+    if (tile.fromRoom) fields.from_room = tile.fromRoom;
+    this.conn.request("rtc.unsubscribe", fields).catch(() => {});
   }
 
-  async watch(user) {
+  async watch(user, fromRoom = null, label = "") {
+    const key = fromRoom ? `${fromRoom}/${user}` : user;
     const pc = new RTCPeerConnection({ iceServers: [] });
     const video = el("video", { autoplay: "", playsinline: "", "data-publisher": user });
+    if (fromRoom) video.dataset.room = fromRoom;
     video.muted = true;
     const unmute = el("button", { type: "button", class: "unmute", text: t("stage.unmute"), onclick: () => {
       video.muted = false;
       unmute.remove();
     } });
-    const node = el("div", { class: "tile" }, video, unmute);
-    this.tiles.set(user, { pc, node });
+    const node = el("div", { class: fromRoom ? "tile guest" : "tile" }, video, unmute);
+    if (label) node.append(el("span", { class: "label", text: label }));
+    this.tiles.set(key, { pc, node, user, fromRoom });
     this.box.append(node);
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
@@ -112,12 +133,14 @@ export class Stage {
     };
     try {
       const sdp = await completeOffer(pc);
-      const answer = await this.conn.request("rtc.subscribe", { publisher: user, sdp });
+      const fields = { publisher: user, sdp };
+      if (fromRoom) fields.from_room = fromRoom;
+      const answer = await this.conn.request("rtc.subscribe", fields);
       await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     } catch {
-      if (this.tiles.get(user)?.pc === pc) {
+      if (this.tiles.get(key)?.pc === pc) {
         node.remove();
-        this.tiles.delete(user);
+        this.tiles.delete(key);
       }
       pc.close();
     }

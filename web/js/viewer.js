@@ -2,7 +2,8 @@ import { applyStatic, languagePicker, t } from "./i18n.js";
 import { RoomConnection, explain, linkParams } from "./room.js";
 import { Stage, openCamera, publish } from "./media.js";
 import { el, productCard } from "./ui.js";
-import { ChatList, Draws, Polls, bindAnnouncement, bindCounters, bindStatus } from "./common.js";
+import { bindBattle } from "./pk.js";
+import { ChatList, Draws, Polls, bindAnnouncement, bindCounters, bindRecording, bindStatus } from "./common.js";
 
 applyStatic();
 languagePicker(document.getElementById("lang"));
@@ -16,7 +17,8 @@ const polls = new Polls(document.getElementById("polls"), conn, notice, true);
 new Draws(document.getElementById("draws"), conn);
 const chat = document.getElementById("chat");
 
-new Stage(document.getElementById("tiles"), conn, { skip: (user) => user === conn.me });
+const stage = new Stage(document.getElementById("tiles"), conn, { skip: (user) => user === conn.me });
+bindBattle(conn, stage, document.getElementById("pk-bar"));
 let own = null;  // this viewer's stream while it is a co-host: { pc, stream, node }
 
 async function goOnStage() {
@@ -55,6 +57,7 @@ document.getElementById("leave-stage").addEventListener("click", () => {
 bindStatus(conn, document.getElementById("status"), notice);
 bindCounters(conn, document.getElementById("members"), document.getElementById("likes"));
 bindAnnouncement(conn, document.getElementById("announcement"));
+bindRecording(conn, document.getElementById("rec-badge"));
 
 conn.on("snapshot", (snap) => {
   document.getElementById("title").textContent = snap.room.title;

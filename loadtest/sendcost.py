@@ -1,0 +1,64 @@
+"""The CPU cost of one small ``socket.send`` on this machine: the floor under fan-out.
+
+A node delivers a chat message to each member with one send of one small frame
+(when frames carry one message each). This measures that syscall alone, with no
+asyncio and no WebSocket code: ``sockets`` loopback TCP connections, one frame
+of ``size`` bytes sent on each, ``rounds`` times, the receivers drained between
+rounds and left out of the figure. On loopback the sending call also runs the
+receiving side's TCP path, as it does for a node under a local load test.
+
+    python -m loadtest.sendcost [--sockets 2000] [--size 98] [--rounds 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+
+
+def measure(sockets: int, size: int, rounds: int) -> float:
+    """CPU microseconds per send, over ``rounds`` x ``sockets`` sends."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    pairs: list[tuple[socket.socket, socket.socket]] = []
+    try:
+        for _ in range(sockets):
+            client = socket.create_connection(listener.getsockname())
+            server, _ = listener.accept()
+            server.setblocking(False)
+            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pairs.append((server, client))
+        frame = b"\x81" + bytes([min(size - 2, 125)]) + b"x" * (size - 2)
+        cpu = 0.0
+        for _ in range(rounds):
+            started = time.process_time()
+            for server, _client in pairs:
+                server.send(frame)
+            cpu += time.process_time() - started
+            for _server, client in pairs:
+                client.recv(65536)
+        return cpu / (rounds * sockets) * 1e6
+    finally:
+        for server, client in pairs:
+            server.close()
+            client.close()
+        listener.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sockets", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=98, help="frame bytes (3-127)")
+    parser.add_argument("--rounds", type=int, default=50)
+    args = parser.parse_args()
+    if not 3 <= args.size <= 127 or args.sockets < 1 or args.rounds < 1:
+        parser.error("--size 3-127, --sockets and --rounds at least 1")
+    for run in range(3):
+        cost = measure(args.sockets, args.size, args.rounds)
+        print(f"run {run + 1}: {cost:.2f} µs CPU per send; ceiling {1e6 / cost:,.0f} sends/CPU-s")
+
+
+if __name__ == "__main__":
+    main()

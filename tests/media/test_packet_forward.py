@@ -1,0 +1,289 @@
+"""Packet-level fan-out on its own: real packetized frames, a recorded send function."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import av
+import pytest
+from aiortc.codecs import get_encoder
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
+
+from media.forward import Feed, PacketViewer
+from media.rtp import RtpWriter, sequence_number, starts_keyframe
+from tests.media.test_forward import OPUS, VP8, encode
+
+H264 = RTCRtpCodecCapability(mimeType="video/H264", clockRate=90000)
+
+
+def packetize(codec: str, frames: list[bytes]) -> list[list[bytes]]:
+    """RTP payloads of each frame, as aiortc's own sender would cut them."""
+    name = "VP8" if codec == "libvpx" else "H264"
+    params: dict[str, Any] = {} if name == "VP8" else {"packetization-mode": "1"}
+    encoder = get_encoder(
+        RTCRtpCodecParameters(mimeType=f"video/{name}", clockRate=90000, parameters=params)
+    )
+    out = []
+    for n, data in enumerate(frames):
+        packet = av.Packet(data)
+        packet.pts = n * 3000
+        packet.time_base = Fraction(1, 90000)
+        payloads, _ = encoder.pack(packet)
+        out.append(payloads)
+    return out
+
+
+@pytest.mark.parametrize(("codec", "name"), [("libvpx", "vp8"), ("libx264", "h264")])
+def test_only_the_first_packet_of_a_keyframe_starts_one(codec: str, name: str) -> None:
+    frames = encode(codec, 6, keyframe_at=(3,))
+    packets = packetize(codec, frames)
+    starts = [[starts_keyframe(name, p) for p in frame] for frame in packets]
+    assert starts[0][0] and starts[3][0]
+    for n, frame in enumerate(starts):
+        later = frame[1:] if name == "vp8" else []
+        assert not any(later), (n, frame)
+        if n not in (0, 3):
+            assert not any(frame), (n, frame)
+
+
+class Link:
+    """A stand-in for ``hooks.PacketSender``: records what would go on the wire."""
+
+    def __init__(self, rtx: tuple[int, int] | None = None, accept: bool = True) -> None:
+        self.sent: list[bytes] = []
+        self.accept = accept
+        self.rtx = rtx
+        self.clocked: list[int] = []
+        self.packets = 0
+        self.octets = 0
+
+    def writer(self) -> RtpWriter:
+        return RtpWriter(ssrc=0xABCDEF01, payload_type=100, extension=b"")
+
+    def transmitter(self) -> Callable[[bytes], bool]:
+        def transmit(data: bytes) -> bool:
+            if self.accept:
+                self.sent.append(data)
+            return self.accept
+
+        return transmit
+
+    def clock(self, rtp_timestamp: int, ntp_time: int) -> None:
+        self.clocked.append(rtp_timestamp)
+
+    def count(self, packets: int, payload_bytes: int) -> None:
+        self.packets += packets
+        self.octets += payload_bytes
+
+
+def push_frames(
+    feed: Feed, packets: list[list[bytes]], first_seq: int = 1000, first_frame: int = 0
+) -> int:
+    seq = first_seq
+    for n, payloads in enumerate(packets, start=first_frame):
+        for i, payload in enumerate(payloads):
+            marker = int(i == len(payloads) - 1)
+            feed.push_packet(seq % 65536, 5000 + n * 3000, marker, payload, "pub")
+            seq += 1
+    return seq
+
+
+def timestamps(sent: list[bytes]) -> list[int]:
+    return [struct.unpack_from("!I", p, 4)[0] for p in sent]
+
+
+async def test_viewer_waits_for_a_keyframe_then_gets_every_packet_renumbered() -> None:
+    frames = packetize("libvpx", encode("libvpx", 6, keyframe_at=(3,)))
+    feed = Feed("video", VP8, cache_fresh_frames=0)  # no replay: wait for a keyframe
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    push_frames(feed, frames[:1])
+    feed.attach_packets(viewer)  # cache stale (fresh limit 0): waits
+    assert viewer.waiting and feed.keyframes.requests["stale_cache"] == 1
+    push_frames(feed, frames[1:3], first_seq=2000, first_frame=1)
+    assert link.sent == [] and viewer.skipped == sum(len(f) for f in frames[1:3])
+    push_frames(feed, frames[3:], first_seq=3000, first_frame=3)
+    expected = sum(len(f) for f in frames[3:])
+    assert len(link.sent) == expected == viewer.packets_out == link.packets
+    seqs = [sequence_number(p) for p in link.sent]
+    assert seqs == [(seqs[0] + n) % 65536 for n in range(expected)]
+    assert all(p[8:12] == b"\xab\xcd\xef\x01" and p[1] & 0x7F == 100 for p in link.sent)
+    assert [p[12:] for p in link.sent] == [p for f in frames[3:] for p in f]
+    assert len(link.clocked) == 3  # once per frame
+    feed.end()
+    assert viewer.ended
+
+
+async def test_fresh_cache_is_replayed_squeezed_then_live_packets_follow() -> None:
+    frames = packetize("libvpx", encode("libvpx", 5))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    next_seq = push_frames(feed, frames[:4])
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    replayed = sum(len(f) for f in frames[:4])
+    assert len(link.sent) == replayed and feed.cache_replays == 1
+    ts = timestamps(link.sent)
+    distinct = sorted(set(ts))
+    assert distinct == [distinct[0] + n for n in range(4)]  # one tick apart
+    push_frames(feed, frames[4:], first_seq=next_seq, first_frame=4)
+    live = timestamps(link.sent[replayed:])
+    assert set(live) == {distinct[-1] + 3000}  # the live spacing resumes
+    assert feed.keyframes.requests == {}
+
+
+async def test_nack_is_answered_from_history_plain_or_on_rtx() -> None:
+    frames = packetize("libvpx", encode("libvpx", 3))
+    for rtx in (None, (101, 0x11111111)):
+        feed = Feed("video", VP8)
+        feed.start_source("pub")
+        link = Link(rtx=rtx)
+        viewer = PacketViewer(feed, link, history=8)
+        feed.attach_packets(viewer)
+        push_frames(feed, frames)
+        first = link.sent[0]
+        viewer.retransmit(sequence_number(first))
+        again = link.sent[-1]
+        if rtx is None:
+            assert again == first
+        else:
+            assert again[1] & 0x7F == 101 and again[8:12] == b"\x11\x11\x11\x11"
+            assert again[12:14] == first[2:4] and again[14:] == first[12:]
+        assert viewer.retransmitted == 1
+        viewer.retransmit((sequence_number(first) - 1) % 65536)  # never sent: ignored
+        assert viewer.retransmitted == 1
+
+
+async def test_a_socket_that_cannot_take_more_drops_packets_for_that_viewer_only() -> None:
+    frames = packetize("libvpx", encode("libvpx", 3))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    stuck, fine = Link(accept=False), Link()
+    viewers = [PacketViewer(feed, stuck), PacketViewer(feed, fine)]
+    for viewer in viewers:
+        feed.attach_packets(viewer)
+    push_frames(feed, frames)
+    total = sum(len(f) for f in frames)
+    assert viewers[0].dropped == total and viewers[0].packets_out == 0
+    assert len(fine.sent) == total and viewers[1].dropped == 0
+
+
+async def test_republish_continues_sequence_and_timestamps_from_a_keyframe() -> None:
+    frames = packetize("libvpx", encode("libvpx", 3))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    push_frames(feed, frames, first_seq=100)
+    before = len(link.sent)
+    last_seq, last_ts = sequence_number(link.sent[-1]), timestamps(link.sent)[-1]
+    feed.start_source("pub2")
+    for n, payloads in enumerate(frames):
+        for i, payload in enumerate(payloads):
+            marker = int(i == len(payloads) - 1)
+            feed.push_packet(40_000 + n * 10 + i, 9_999_999 + n, marker, payload, "pub2")
+    after = link.sent[before:]
+    assert sequence_number(after[0]) == (last_seq + 1) % 65536
+    assert timestamps(after)[0] == last_ts + 3000
+
+
+async def test_audio_viewer_starts_at_any_packet() -> None:
+    feed = Feed("audio", OPUS)
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    for n in range(5):
+        feed.push_packet(n, n * 960, 1, b"\xfc\x00", "pub")
+    assert len(link.sent) == 5 and not viewer.waiting
+
+
+VP8_KEY_PACKET = b"\x10\x50\x02\x00\x9d\x01\x2a\x80\x02\xe0\x01"
+VP8_DELTA_PACKET = b"\x10\x31\x02\x00" + b"\x00" * 7
+
+
+def push_synthetic(feed: Feed, frames: int, start: int = 0, key_at: tuple[int, ...] = ()) -> None:
+    for n in range(start, start + frames):
+        payload = VP8_KEY_PACKET if n in key_at else VP8_DELTA_PACKET
+        feed.push_packet(n, n * 3000, 1, payload, "pub")
+
+
+async def test_keyframe_is_asked_for_at_subscribe_and_serves_the_viewer_once_connected() -> None:
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    push_synthetic(feed, 70, key_at=(0,))  # a stale cache: 70 frames since the keyframe
+    feed.expect_viewer()
+    feed.expect_viewer()  # a second subscriber at once: still one request
+    assert feed.keyframes.requests == {"expected": 1}
+    push_synthetic(feed, 3, start=70, key_at=(70,))  # the keyframe, while they connect
+    link = Link()
+    feed.attach_packets(PacketViewer(feed, link))  # connected: starts from the cache
+    assert feed.cache_replays == 1 and len(link.sent) == 3
+    assert feed.keyframes.requests == {"expected": 1}
+    feed.keyframes.close()
+
+
+async def test_a_fresh_cache_needs_no_request_and_a_viewer_faster_than_the_keyframe_waits() -> None:
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    push_synthetic(feed, 10, key_at=(0,))
+    feed.expect_viewer()
+    assert feed.keyframes.requests == {}  # fresh enough when it connects
+
+    stale = Feed("video", VP8)
+    stale.start_source("pub")
+    push_synthetic(stale, 70, key_at=(0,))
+    stale.expect_viewer()
+    link = Link()
+    viewer = PacketViewer(stale, link)
+    stale.attach_packets(viewer)  # connected before the keyframe came: waits, no new request
+    assert viewer.waiting and stale.keyframes.requests == {"expected": 1}
+    push_synthetic(stale, 2, start=70, key_at=(70,))
+    assert not viewer.waiting and len(link.sent) == 2
+    stale.end()
+    feed.end()
+
+
+async def test_nack_past_the_history_is_rebuilt_from_the_keyframe_cache() -> None:
+    frames = packetize("libvpx", encode("libvpx", 8))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    push_frames(feed, frames[:6])
+    link = Link()
+    viewer = PacketViewer(feed, link, history=4)  # far shorter than the replay
+    feed.attach_packets(viewer)
+    replayed = list(link.sent)
+    assert len(replayed) > 4
+    for original in replayed[:-4]:  # gone from the history: rebuilt, byte for byte
+        viewer.retransmit(sequence_number(original))
+        assert link.sent[-1] == original
+    assert viewer.retransmitted == len(replayed) - 4
+    before = len(link.sent)
+    viewer.retransmit((sequence_number(replayed[0]) - 1) % 65536)  # before our first: no
+    viewer.retransmit((sequence_number(replayed[-1]) + 1) % 65536)  # not sent yet: no
+    assert len(link.sent) == before
+
+
+async def test_nack_from_before_a_restart_is_not_answered_with_the_wrong_packet() -> None:
+    frames = packetize("libvpx", encode("libvpx", 3))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link, history=2)
+    feed.attach_packets(viewer)
+    push_frames(feed, frames, first_seq=100)
+    first = sequence_number(link.sent[0])
+    feed.start_source("pub2")  # a republish: the numbering restarts at the next keyframe
+    for n, payloads in enumerate(frames):
+        for i, payload in enumerate(payloads):
+            marker = int(i == len(payloads) - 1)
+            feed.push_packet(9000 + n * 10 + i, 777 + n * 3000, marker, payload, "pub2")
+    before = len(link.sent)
+    viewer.retransmit(first)  # sent under the old numbering, out of the history
+    assert len(link.sent) == before
