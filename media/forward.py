@@ -11,15 +11,18 @@ Invariants:
   (:class:`media.rtp.StreamMap`), protects it and writes it to the viewer's
   socket at once. Nothing waits: a viewer's socket that cannot take more
   drops packets (counted), and the viewer asks again (NACK, answered from
-  its last :data:`HISTORY_PACKETS` packets, or rebuilt from the keyframe
-  cache when older) or asks for a keyframe. A slow
-  viewer costs only itself.
+  its last :data:`HISTORY_PACKETS` packets, or rebuilt from the feed's recent
+  packets or keyframe cache when older) or asks for a keyframe. A slow
+  viewer costs only itself. A packet that comes twice (a retransmission
+  crossing the original) is sent on once.
 * Each complete frame also enters once (:meth:`Feed.push`, from the receiver's
   jitter buffer) and goes to every frame consumer (:class:`ViewerTrack`, the
   recorder's tap) through a bounded queue: when full, video drops the whole
   queue and skips to the next keyframe (asking the publisher for one), audio
   drops its oldest frame.
-* A video viewer starts at the first packet of a keyframe. The feed caches the
+* A video viewer starts at the first packet of a keyframe; if that packet came
+  late (retransmitted), the rest of the keyframe, which came before it,
+  follows it at once. The feed caches the
   packets from the latest keyframe on (and, for recorders, the frames), at
   most :data:`CACHE_MAX_FRAMES` frames and :data:`CACHE_MAX_BYTES` bytes, else
   nothing until the next keyframe. A viewer that joins while the cache holds
@@ -27,8 +30,9 @@ Invariants:
   :data:`CACHE_FRESH_BYTES`) starts from it at once, and the publisher is not
   asked for anything. Otherwise the feed asks for a
   keyframe, and a viewer still waiting :data:`KEYFRAME_WAIT_S` later gets the
-  cache after all; while anyone waits with nothing cached, the request is
-  repeated.
+  cache after all if it fits in one burst (:data:`CACHE_FRESH_BYTES`), else
+  only once it has waited :data:`KEYFRAME_GIVE_UP_S`; while anyone waits, the
+  request is repeated.
 * A viewer is announced when it subscribes (:meth:`Feed.expect_viewer`), before
   ICE and DTLS: if the cache will not be fresh when it is connected, the
   keyframe is asked for then, so that it arrives while the viewer connects.
@@ -63,6 +67,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
 from media.rtp import (
     KeyframeCache,
+    RecentPackets,
     RtpWriter,
     SourcePacket,
     StreamMap,
@@ -81,6 +86,8 @@ CACHE_FRESH_BYTES = 192 * 1024
 #: CACHE_FRESH_FRAMES minus this when it subscribes is refreshed for it.
 CONNECT_FRAMES = 15
 KEYFRAME_WAIT_S = 0.5
+#: A packet viewer waiting this long for a keyframe gets the cache whatever its size.
+KEYFRAME_GIVE_UP_S = 3.0
 VIDEO_QUEUE_FRAMES = 90
 AUDIO_QUEUE_FRAMES = 100
 PLI_INTERVAL_S = 1.0
@@ -196,7 +203,10 @@ class Feed:
         self._viewers: set[ViewerTrack] = set()
         self._packet_viewers: set[PacketViewer] = set()
         self._packet_cache = KeyframeCache(cache_max_frames, cache_max_bytes)
+        self._recent = RecentPackets()
         self.packets_in = 0
+        #: Video packets that came twice (a retransmission crossing the original): not sent on.
+        self.duplicates = 0
         self._keyframe_asked_at: float | None = None
         self.ntp_time = clock.current_ntp_time()
         self._newest_ts: int | None = None
@@ -219,7 +229,10 @@ class Feed:
         return list(self._packet_cache.packets)
 
     def cached_packet(self, seq: int) -> SourcePacket | None:
-        """The cached packet with source sequence number ``seq`` (for retransmissions)."""
+        """The recent or cached packet with source sequence number ``seq`` (for retransmissions)."""
+        recent = self._recent.get(seq)
+        if recent is not None:
+            return recent
         for packet in reversed(self._packet_cache.packets):
             if packet.seq == seq:
                 return packet
@@ -233,6 +246,7 @@ class Feed:
         self._cache = []
         self._cache_bytes = 0
         self._packet_cache.clear()
+        self._recent = RecentPackets()
         for viewer in tuple(self._viewers):
             viewer.rebase()
         for packet_viewer in tuple(self._packet_viewers):
@@ -257,12 +271,17 @@ class Feed:
             # One wall-clock reading per frame, shared by every viewer's sender report.
             self._newest_ts = timestamp
             self.ntp_time = clock.current_ntp_time()
+        followers: list[SourcePacket] = []
         if video:
-            self._packet_cache.add(packet)
+            if not self._recent.add(packet):
+                self.duplicates += 1
+                return
             if packet.keyframe_start:
+                followers = self._recent.after(packet)  # it came late: these came first
                 self._keyframe_asked_at = None
+            self._packet_cache.add(packet, followers)
         for viewer in tuple(self._packet_viewers):
-            viewer.deliver(packet)
+            viewer.deliver(packet, followers)
 
     def push(self, data: bytes, timestamp: int, source: object) -> None:
         """Take one frame from the publisher and hand it to every frame consumer."""
@@ -343,6 +362,7 @@ class Feed:
             viewer.end()
             return
         self._packet_viewers.add(viewer)
+        viewer.waiting_since = time.monotonic()
         if self.kind != "video":
             return
         cache = self._packet_cache
@@ -380,16 +400,26 @@ class Feed:
         waiting_packets = [v for v in self._packet_viewers if v.waiting]
         if not waiting and not waiting_packets:
             return
-        if (waiting and not self._cache) or (waiting_packets and not self._packet_cache.packets):
+        cache = self._packet_cache
+        # A cache too large for one burst is only served to a viewer that has waited
+        # long: the burst would overflow its receive buffers, and what it lost may be
+        # gone from the cache (a new keyframe) before it asks again.
+        now = time.monotonic()
+        servable = [
+            v
+            for v in waiting_packets
+            if cache.packets
+            and (cache.size <= CACHE_FRESH_BYTES or now - v.waiting_since >= KEYFRAME_GIVE_UP_S)
+        ]
+        if (waiting and not self._cache) or len(servable) < len(waiting_packets):
             self.keyframe_needed("retry")
         if self._cache:
             for viewer in waiting:
                 self.cache_replays += 1
                 viewer.replay(self._cache)
-        if self._packet_cache.packets:
-            for packet_viewer in waiting_packets:
-                self.cache_replays += 1
-                packet_viewer.replay(self._packet_cache.packets)
+        for packet_viewer in servable:
+            self.cache_replays += 1
+            packet_viewer.replay(cache.packets)
 
     def request_keyframe(self, reason: str) -> None:
         """A viewer's decoder lost the picture (PLI/FIR): pass it on, rate-limited."""
@@ -455,13 +485,22 @@ class PacketViewer:
         self.dropped = 0
         self.skipped = 0
         self.retransmitted = 0
+        #: NACKed packets we no longer held (nor could rebuild): the viewer waits for a keyframe.
+        self.unanswered = 0
+        #: When it joined its feed (it waits for a keyframe from then until started).
+        self.waiting_since = time.monotonic()
 
     @property
     def waiting(self) -> bool:
         """Joined, and waiting for a keyframe to (re)start from."""
         return not self.map.started and not self.ended and self.kind == "video"
 
-    def deliver(self, packet: SourcePacket) -> None:
+    def deliver(self, packet: SourcePacket, followers: list[SourcePacket] | None = None) -> None:
+        """Send ``packet``; a waiting viewer starts at a keyframe's first packet.
+
+        ``followers`` are the packets that arrived before that first packet (it
+        was retransmitted): a viewer starting there gets them right after it.
+        """
         if self.ended:
             return
         if not self.map.started:
@@ -469,6 +508,10 @@ class PacketViewer:
                 self.skipped += 1
                 return
             self.map.start(packet)
+            self._send(packet)
+            for follower in followers or ():
+                self._send(follower)
+            return
         self._send(packet)
 
     def replay(self, packets: list[SourcePacket]) -> None:
@@ -507,6 +550,7 @@ class PacketViewer:
         if data is None or sequence_number(data) != seq:
             data = self._rebuild(seq)
             if data is None:
+                self.unanswered += 1
                 return
         if self._rtx is not None:
             payload_type, ssrc = self._rtx

@@ -40,6 +40,12 @@ The hooks:
   NACKs upstream, then calls ``__jitter_buffer.add(packet)``. We put a
   :class:`PacketTap` in front of that buffer, so the SFU sees each packet the
   moment it arrives, and the buffer still assembles frames for recording.
+* **NACKs that repeat** (:func:`repeat_nacks`): ``_handle_rtp_packet`` calls
+  ``__nack_generator.add(packet)`` for each (unwrapped) packet and, when it
+  returns true, NACKs ``sorted(__nack_generator.missing)``. aiortc's own
+  generator asks for a packet again only when another gap appears; we swap it
+  for a :class:`RepeatingNacks` (see :mod:`media.nack`) that asks every
+  repair round trip until the packet comes.
 * **Sending past the sender's RTP loop** (:class:`PacketSender`): a viewer's
   ``RTCRtpSender`` keeps its RTCP loop (sender reports, NACK and PLI
   handling), but its packets are written by the SFU. We capture the
@@ -100,8 +106,10 @@ from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpSendParameters,
 )
+from aiortc.rtcrtpreceiver import NackGenerator
 from aiortc.rtp import RtpPacket
 
+from media.nack import NackSchedule
 from media.rtp import RtpWriter
 
 AIORTC_VERSION = "1.16.0"
@@ -110,6 +118,7 @@ AIOICE_VERSION = "0.13.0"
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _THREAD_ATTR = "_RTCRtpReceiver__decoder_thread"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_NACK_ATTR = "_RTCRtpReceiver__nack_generator"
 _EXTENSIONS_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
 _RTX_PT_ATTR = "_RTCRtpSender__rtx_payload_type"
 
@@ -203,6 +212,33 @@ def tap_packets(receiver: RTCRtpReceiver, on_packet: PacketSink) -> PacketTap:
     tap = PacketTap(buffer, on_packet)
     setattr(receiver, _JITTER_ATTR, tap)
     return tap
+
+
+class RepeatingNacks:
+    """Stands in for a receiver's ``NackGenerator``, asking as :class:`NackSchedule` says."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.schedule = NackSchedule()
+        self.missing: list[int] = []  # what the receiver NACKs when add() is true
+        self._clock = clock
+
+    def add(self, packet: RtpPacket) -> bool:
+        self.missing = self.schedule.add(packet.sequence_number, self._clock())
+        return bool(self.missing)
+
+
+def repeat_nacks(receiver: RTCRtpReceiver) -> RepeatingNacks | None:
+    """Make a video ``receiver`` ask for lost packets until they come (None for audio)."""
+    generator = getattr(receiver, _NACK_ATTR)
+    if generator is None:
+        return None
+    if isinstance(generator, RepeatingNacks):
+        return generator
+    if not isinstance(generator, NackGenerator):
+        raise HookError(f"repeat_nacks: {_NACK_ATTR} is not a NackGenerator")
+    repeating = RepeatingNacks()
+    setattr(receiver, _NACK_ATTR, repeating)
+    return repeating
 
 
 # -- send side -----------------------------------------------------------------------
@@ -549,6 +585,13 @@ def check() -> None:
         and handle_rtp.index("unwrap_rtx(") < handle_rtp.index("self.__jitter_buffer.add(")
         and "self.__jitter_buffer = JitterBuffer(" in receiver_init,
         "RTCRtpReceiver._handle_rtp_packet gives unwrapped packets to __jitter_buffer.add",
+    )
+    expect(
+        "self.__nack_generator = NackGenerator()" in receiver_init
+        and "self.__nack_generator.add(packet)" in handle_rtp
+        and "sorted(self.__nack_generator.missing)" in handle_rtp
+        and handle_rtp.index("unwrap_rtx(") < handle_rtp.index("self.__nack_generator.add("),
+        "RTCRtpReceiver._handle_rtp_packet NACKs __nack_generator.missing when add() is true",
     )
     sender_init = _source(RTCRtpSender.__init__)
     expect(

@@ -189,6 +189,8 @@ class Viewer:
             self.pc.addTransceiver("audio", direction="recvonly")
         if video:
             self.pc.addTransceiver("video", direction="recvonly")
+        for transceiver in self.pc.getTransceivers():
+            hooks.repeat_nacks(transceiver.receiver)  # as browsers do, every round trip
         if not decode:
             for transceiver in self.pc.getTransceivers():
                 sink = self._encoded_video if transceiver.kind == "video" else self._encoded_audio

@@ -11,7 +11,12 @@ Invariants:
   the moment it arrives, before the frame is complete.
 * :class:`KeyframeCache` holds the packets from the latest keyframe's first
   packet on, in arrival order, within a frame and byte bound (past it, nothing
-  until the next keyframe).
+  until the next keyframe). A keyframe whose first packet came late (it was
+  retransmitted) still starts with it, followed by the rest of the keyframe
+  that arrived before it (:meth:`RecentPackets.after`).
+* :class:`RecentPackets` holds the last packets by sequence number, so a
+  duplicate (a retransmission that crossed the original) is recognised and
+  a late packet's followers are found.
 * A :class:`StreamMap` gives one viewer its own sequence numbers and
   timestamps: sequence numbers have no gap where the viewer skipped packets
   (joining, a republish), the source's own gaps are kept so the viewer can
@@ -112,6 +117,52 @@ def starts_keyframe(codec: str, payload: bytes) -> bool:
     return True
 
 
+#: Packets :class:`RecentPackets` holds: about half a second of busy video.
+RECENT_PACKETS = 512
+
+
+class RecentPackets:
+    """The last :data:`RECENT_PACKETS` packets of one source, by sequence number."""
+
+    def __init__(self, size: int = RECENT_PACKETS) -> None:
+        self._slots: list[SourcePacket | None] = [None] * size
+        self.newest_seq: int | None = None
+
+    def add(self, packet: SourcePacket) -> bool:
+        """Hold ``packet``; False (and nothing changes) if it is a duplicate of one held."""
+        slot = packet.seq % len(self._slots)
+        held = self._slots[slot]
+        if held is not None and held.seq == packet.seq:
+            return False
+        self._slots[slot] = packet
+        newest = self.newest_seq
+        if newest is None or 0 < (packet.seq - newest) % SEQ_MOD < SEQ_MOD // 2:
+            self.newest_seq = packet.seq
+        return True
+
+    def get(self, seq: int) -> SourcePacket | None:
+        held = self._slots[seq % len(self._slots)]
+        return held if held is not None and held.seq == seq else None
+
+    def after(self, packet: SourcePacket) -> list[SourcePacket]:
+        """Packets held that follow ``packet`` in sequence, of its frame or a later one.
+
+        Empty unless ``packet`` came late (a retransmission): then these arrived
+        before it, and whoever starts at ``packet`` needs them too.
+        """
+        if self.newest_seq is None:
+            return []
+        ahead = (self.newest_seq - packet.seq) % SEQ_MOD
+        if ahead == 0 or ahead >= len(self._slots):
+            return []
+        found = []
+        for n in range(1, ahead + 1):
+            held = self.get((packet.seq + n) % SEQ_MOD)
+            if held is not None and not newer(packet.timestamp, held.timestamp):
+                found.append(held)
+        return found
+
+
 class KeyframeCache:
     """The packets from the latest keyframe's first packet on, in arrival order."""
 
@@ -124,15 +175,22 @@ class KeyframeCache:
         self._keyframe_ts: int | None = None
         self._newest_ts = 0
 
-    def add(self, packet: SourcePacket) -> None:
+    def add(self, packet: SourcePacket, followers: Iterable[SourcePacket] = ()) -> None:
+        """Take ``packet``; if it opens a keyframe, ``followers`` are what came before it."""
         if self._opens_keyframe(packet):
             self.packets = [packet]
             self.frames = 1
             self._bytes = len(packet.payload)
             self._keyframe_ts = self._newest_ts = packet.timestamp
+            for follower in followers:
+                if not self.packets:  # past the bounds
+                    break
+                self._append(follower)
             return
-        if not self.packets:
-            return
+        if self.packets:
+            self._append(packet)
+
+    def _append(self, packet: SourcePacket) -> None:
         self.packets.append(packet)
         self._bytes += len(packet.payload)
         if newer(packet.timestamp, self._newest_ts):
@@ -147,10 +205,13 @@ class KeyframeCache:
         return self._bytes
 
     def _opens_keyframe(self, packet: SourcePacket) -> bool:
-        """A new keyframe, not a late or second packet of the one cached."""
+        """A new keyframe, not a second packet of the one cached nor an older one.
+
+        Its timestamp may equal the newest: its other packets came before it.
+        """
         if not packet.keyframe_start or packet.timestamp == self._keyframe_ts:
             return False
-        return not self.packets or newer(packet.timestamp, self._newest_ts)
+        return not self.packets or not newer(self._newest_ts, packet.timestamp)
 
     def clear(self) -> None:
         self.packets = []

@@ -257,6 +257,7 @@ class SFU:
             "packets_out": self._gone["packets_out"] + sum(v.packets_out for v in viewers),
             "retransmitted": self._gone["retransmitted"] + sum(v.retransmitted for v in viewers),
             "dropped": self._gone["dropped"] + sum(v.dropped for v in viewers),
+            "unanswered": self._gone["unanswered"] + sum(v.unanswered for v in viewers),
             "plis_sent": sum(f.keyframes.sent for f in feeds),
             "keyframe_requests": dict(requests),
             **self.counters,
@@ -397,6 +398,7 @@ class SFU:
                 self._gone["packets_out"] += viewer.packets_out
                 self._gone["retransmitted"] += viewer.retransmitted
                 self._gone["dropped"] += viewer.dropped
+                self._gone["unanswered"] += viewer.unanswered
             track.stop()
         try:
             await peer.pc.close()
@@ -426,6 +428,7 @@ class SFU:
 
         hooks.tap_receiver(receiver, on_frame, on_end)
         hooks.tap_packets(receiver, on_packet)
+        hooks.repeat_nacks(receiver)
 
     @staticmethod
     def _packet_viewer(feed: Feed, link: hooks.PacketSender) -> PacketViewer:

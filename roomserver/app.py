@@ -82,6 +82,8 @@ def _make_media(settings: Settings, node: Node) -> MediaBackend | None:
         ("packets_out", "RTP packets sent to viewers"),
         ("retransmitted", "packets sent again to viewers that lost them (NACK)"),
         ("dropped", "packets a viewer's full socket could not take"),
+        ("unanswered", "packets viewers asked for again that were no longer held"),
+        ("plis_sent", "keyframe requests sent to publishers"),
     ):
         node.metrics.counter(
             f"roomserver_media_{key}_total", meaning, functools.partial(_stat, sfu, key)

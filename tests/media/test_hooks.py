@@ -180,6 +180,44 @@ async def test_a_tapped_receiver_hands_over_encoded_frames_and_never_decodes(
     await pc.close()
 
 
+async def test_a_receiver_with_repeating_nacks_asks_again_without_a_new_gap() -> None:
+    """Guards ``RTCRtpReceiver.__nack_generator`` and how ``_handle_rtp_packet`` uses it."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    now = [0.0]
+    repeating = hooks.repeat_nacks(receiver)
+    assert repeating is not None and hooks.repeat_nacks(receiver) is repeating
+    repeating._clock = lambda: now[0]
+    assert hooks.repeat_nacks(pc.addTransceiver("audio", direction="recvonly").receiver) is None
+    nacked: list[list[int]] = []
+
+    async def capture(media_ssrc: int, lost: list[int]) -> None:
+        nacked.append(lost)
+
+    receiver._send_rtcp_nack = capture  # type: ignore[method-assign]
+    receiver._track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")  # as after an offer
+    hooks.tap_receiver(receiver, lambda codec, f: None, lambda: None)  # no decoding needed
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+    await receiver.receive(
+        RTCRtpReceiveParameters(
+            codecs=[vp8],
+            encodings=[RTCRtpDecodingParameters(ssrc=1234, payloadType=97)],
+            muxId="0",
+            rtcp=RTCRtcpParameters(),
+        )
+    )
+    packets = _vp8_packets(encode("libvpx", 6))
+    assert len(packets) >= 6
+    for packet in packets[:2] + packets[3:5]:  # packets[2] is lost
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    now[0] = 1.0  # no new gap, but a round trip has passed
+    await receiver._handle_rtp_packet(packets[5], arrival_time_ms=0)
+    lost = packets[2].sequence_number
+    assert nacked == [[lost], [lost]]
+    await receiver.stop()
+    await pc.close()
+
+
 async def test_tapping_a_started_receiver_is_refused() -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = pc.addTransceiver("video", direction="recvonly").receiver

@@ -189,7 +189,7 @@ async def test_mid_stream_viewer_starts_from_the_cache_over_a_lossy_link(
         assert viewer.got.first_frame_at is not None
         assert viewer.got.first_frame_at - subscribed < 2.0
         await viewer.wait_frames(120, timeout=20)
-        assert_in_order(viewer.got.numbers, 120)
         stats = await media_metrics(node)
+        assert_in_order(viewer.got.numbers, 120, stats)
         assert stats["retransmitted"] > 0, stats
         await asyncio.gather(host.close(), member.close())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Callable
 from fractions import Fraction
@@ -12,6 +13,7 @@ import pytest
 from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability, RTCRtpCodecParameters
 
+from media import forward
 from media.forward import Feed, PacketViewer
 from media.rtp import RtpWriter, sequence_number, starts_keyframe
 from tests.media.test_forward import OPUS, VP8, encode
@@ -287,3 +289,70 @@ async def test_nack_from_before_a_restart_is_not_answered_with_the_wrong_packet(
     before = len(link.sent)
     viewer.retransmit(first)  # sent under the old numbering, out of the history
     assert len(link.sent) == before
+
+
+async def test_a_viewer_starting_at_a_late_keyframe_packet_gets_the_rest_of_it() -> None:
+    feed = Feed("video", VP8, cache_fresh_frames=0)
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    push_synthetic(feed, 3, key_at=(0,))
+    feed.attach_packets(viewer)  # the cache is stale: it waits for a keyframe
+    keyframe = [VP8_KEY_PACKET] + [b"\x00" + bytes([n]) * 20 for n in range(1, 5)]
+    # The keyframe's first packet is lost on the way in and retransmitted after the rest.
+    for n in range(1, 5):
+        feed.push_packet(10 + n, 30_000, int(n == 4), keyframe[n], "pub")
+    assert link.sent == [] and viewer.waiting
+    feed.push_packet(10, 30_000, 0, keyframe[0], "pub")
+    assert [p[12:] for p in link.sent] == keyframe
+    seqs = [sequence_number(p) for p in link.sent]
+    assert seqs == [(seqs[0] + n) % 65536 for n in range(5)]
+    assert [p.payload for p in feed.cached_packets] == keyframe  # the cache has all of it
+    feed.push_packet(15, 33_000, 1, VP8_DELTA_PACKET, "pub")
+    assert sequence_number(link.sent[-1]) == (seqs[0] + 5) % 65536
+    feed.end()
+
+
+async def test_a_packet_that_comes_twice_is_sent_on_once() -> None:
+    frames = packetize("libvpx", encode("libvpx", 2))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    link = Link()
+    feed.attach_packets(PacketViewer(feed, link))
+    push_frames(feed, frames)
+    sent = len(link.sent)
+    feed.push_packet(1000, 5000, 0, frames[0][0], "pub")  # a retransmission crossing it
+    assert len(link.sent) == sent and feed.duplicates == 1
+    feed.end()
+
+
+async def test_a_cache_too_large_for_one_burst_waits_for_the_keyframe() -> None:
+    feed = Feed("video", VP8, keyframe_wait_s=0.01)
+    feed.start_source("pub")
+    big = VP8_KEY_PACKET + b"\x00" * 1100
+    for n in range(200):  # one frame of 200 packets: past CACHE_FRESH_BYTES
+        feed.push_packet(n, 3000, int(n == 199), big if n == 0 else b"\x10" + b"\x00" * 1110, "pub")
+    assert feed.cached_packets and sum(len(p.payload) for p in feed.cached_packets) > 192 * 1024
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    await asyncio.sleep(0.05)  # past the keyframe wait: still waiting, asked again
+    assert viewer.waiting and link.sent == [] and feed.keyframes.requests["retry"] >= 1
+    viewer.waiting_since -= forward.KEYFRAME_GIVE_UP_S  # waited long: the cache after all
+    await asyncio.sleep(0.05)
+    assert not viewer.waiting and len(link.sent) == 200
+    feed.end()
+
+
+async def test_nack_past_history_and_cache_is_answered_from_recent_packets() -> None:
+    frames = packetize("libvpx", encode("libvpx", 6, keyframe_at=(3,)))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link, history=2)
+    feed.attach_packets(viewer)
+    push_frames(feed, frames)  # the cache now starts at frame 3
+    first = link.sent[0]
+    viewer.retransmit(sequence_number(first))
+    assert link.sent[-1] == first and viewer.unanswered == 0
+    feed.end()

@@ -6,6 +6,7 @@ import struct
 
 from media.rtp import (
     KeyframeCache,
+    RecentPackets,
     RtpWriter,
     SourcePacket,
     StreamMap,
@@ -89,6 +90,37 @@ def test_late_packet_of_an_older_frame_is_kept_without_counting_a_frame() -> Non
     cache.add(packet(3, 200))
     cache.add(packet(2, 100))  # a retransmission, arriving late
     assert cache.frames == 2 and len(cache.packets) == 3
+
+
+def test_late_first_packet_of_a_keyframe_opens_the_cache_with_what_came_before() -> None:
+    recent = RecentPackets(size=16)
+    cache = KeyframeCache(max_frames=10, max_bytes=10_000)
+    arrived = [packet(1, 0, key=True), packet(2, 0), packet(4, 100), packet(5, 100)]
+    for p in arrived:
+        assert recent.add(p)
+        cache.add(p)
+    late_key = packet(3, 100, key=True)  # retransmitted: its frame's others came first
+    recent.add(late_key)
+    followers = recent.after(late_key)
+    assert [p.seq for p in followers] == [4, 5]
+    cache.add(late_key, followers)
+    assert [p.seq for p in cache.packets] == [3, 4, 5] and cache.frames == 1
+    on_time = packet(6, 200, key=True)
+    recent.add(on_time)
+    assert recent.after(on_time) == []
+
+
+def test_recent_packets_spot_duplicates_and_skip_older_frames_after_a_late_packet() -> None:
+    recent = RecentPackets(size=8)
+    assert recent.add(packet(10, 300)) and not recent.add(packet(10, 300))
+    recent.add(packet(12, 200))  # an older frame's packet, late: not a follower
+    recent.add(packet(13, 400))
+    assert [p.seq for p in recent.after(packet(11, 300))] == [13]
+    assert recent.get(12) is not None and recent.get(20) is None  # 20 would share 12's slot
+    recent.add(packet(20, 500))
+    assert recent.get(12) is None and recent.get(20) is not None
+    assert recent.add(packet(12, 200))  # gone from the ring: no longer a duplicate
+    assert recent.after(packet(2, 0)) == []  # further back than the ring holds
 
 
 def test_cache_past_its_bounds_holds_nothing_until_the_next_keyframe() -> None:
