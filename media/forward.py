@@ -30,7 +30,7 @@ Invariants:
   :data:`CACHE_FRESH_BYTES`) starts from it at once, and the publisher is not
   asked for anything. Otherwise the feed asks for a
   keyframe, and a viewer still waiting :data:`KEYFRAME_WAIT_S` later gets the
-  cache after all if it fits in one burst (:data:`CACHE_FRESH_BYTES`), else
+  cache after all if it is not too long to catch up on (:data:`CACHE_FRESH_BYTES`), else
   only once it has waited :data:`KEYFRAME_GIVE_UP_S`; while anyone waits, the
   request is repeated.
 * A viewer is announced when it subscribes (:meth:`Feed.expect_viewer`), before
@@ -40,7 +40,11 @@ Invariants:
   :data:`KEYFRAME_WAIT_S` passes), however many viewers arrive.
 * A replayed cache is sent with consecutive timestamps (one tick apart)
   ending at the newest frame's, so a receiver's jitter buffer renders it as
-  a fast catch-up instead of playing seconds behind live.
+  a fast catch-up instead of playing seconds behind live. It is paced:
+  :data:`REPLAY_SLICE_BYTES` at once, then as much every :data:`REPLAY_TICK_S`
+  (one timer per feed for all replaying viewers), so no burst overflows a
+  receiver's socket or jitter buffer and its NACKs are answered between
+  slices; live packets arriving meanwhile follow the replay, in order.
 * Keyframe requests reach the publisher through one
   :class:`KeyframeRequester` per feed: at most one PLI per interval; a request
   inside the interval is sent when it ends, never lost.
@@ -78,10 +82,9 @@ from media.rtp import (
 CACHE_MAX_FRAMES = 150
 CACHE_MAX_BYTES = 4 * 1024 * 1024
 CACHE_FRESH_FRAMES = 60
-#: Nor more than this many bytes: a replay is one burst, and a larger one overflows
-#: receivers (aiortc's video jitter buffer holds 512 packets, a socket's default
-#: receive buffer about 100 datagrams), which then lose what they need.
-CACHE_FRESH_BYTES = 192 * 1024
+#: Nor more than this many bytes: a replay is paced (REPLAY_SLICE_BYTES per
+#: REPLAY_TICK_S), and a longer one keeps the viewer catching up for too long.
+CACHE_FRESH_BYTES = 1024 * 1024
 #: Frames a subscribing viewer may take to connect: a cache older than
 #: CACHE_FRESH_FRAMES minus this when it subscribes is refreshed for it.
 CONNECT_FRAMES = 15
@@ -93,6 +96,19 @@ AUDIO_QUEUE_FRAMES = 100
 PLI_INTERVAL_S = 1.0
 #: Packets each viewer keeps for retransmission: about 1.5 s of 800 kbps video.
 HISTORY_PACKETS = 128
+#: A cache replay goes out this many payload bytes at a time, one slice per viewer per
+#: REPLAY_TICK_S: a burst a receiver's socket buffer and jitter buffer can take, with
+#: time between slices for its NACKs to be answered.
+REPLAY_SLICE_BYTES = 48 * 1024
+REPLAY_TICK_S = 0.005
+#: Live packets held for a viewer still replaying; past this it restarts at a keyframe.
+REPLAY_PENDING_PACKETS = 4096
+#: A finished replay's run is kept this long to answer NACKs: the cache may have moved
+#: on to a new keyframe, and the feed's recent packets hold only the last 512.
+REPLAY_KEEP_S = 2.0
+#: A packet is sent again at most once in this interval, however often it is asked for:
+#: a request repeated before the first answer arrived would only make a duplicate.
+RESEND_GUARD_S = 0.01
 
 _VIDEO_FPS = 30
 _AUDIO_FPS = 50
@@ -214,6 +230,8 @@ class Feed:
         self._cache_bytes = 0
         self._h264_params = b""
         self._fallback: asyncio.TimerHandle | None = None
+        self._replaying: set[PacketViewer] = set()
+        self._replay_timer: asyncio.TimerHandle | None = None
 
     @property
     def viewers(self) -> int:
@@ -371,8 +389,7 @@ class Feed:
             and cache.frames <= self._cache_fresh_frames
             and (cache.size <= CACHE_FRESH_BYTES)
         ):
-            self.cache_replays += 1
-            viewer.replay(cache.packets)
+            self._replay_to(viewer)
         elif self._keyframe_outstanding():
             self._start_fallback()  # the keyframe asked for at subscribe is on its way
         else:
@@ -381,6 +398,7 @@ class Feed:
 
     def detach_packets(self, viewer: PacketViewer) -> None:
         self._packet_viewers.discard(viewer)
+        self._replaying.discard(viewer)
 
     def keyframe_needed(self, reason: str) -> None:
         """A viewer waits for a keyframe: ask, and serve the cache if none comes soon."""
@@ -401,9 +419,8 @@ class Feed:
         if not waiting and not waiting_packets:
             return
         cache = self._packet_cache
-        # A cache too large for one burst is only served to a viewer that has waited
-        # long: the burst would overflow its receive buffers, and what it lost may be
-        # gone from the cache (a new keyframe) before it asks again.
+        # A cache too large to catch up on quickly is only served to a viewer that
+        # has waited long; the others wait for the keyframe asked for again.
         now = time.monotonic()
         servable = [
             v
@@ -418,8 +435,25 @@ class Feed:
                 self.cache_replays += 1
                 viewer.replay(self._cache)
         for packet_viewer in servable:
-            self.cache_replays += 1
-            packet_viewer.replay(cache.packets)
+            self._replay_to(packet_viewer)
+
+    def _replay_to(self, viewer: PacketViewer) -> None:
+        """Start ``viewer`` from the cache: its first slice now, the rest paced."""
+        self.cache_replays += 1
+        if viewer.replay(self._packet_cache.packets):
+            self._replaying.add(viewer)
+            if self._replay_timer is None:
+                loop = asyncio.get_running_loop()
+                self._replay_timer = loop.call_later(REPLAY_TICK_S, self._pump_replays)
+
+    def _pump_replays(self) -> None:
+        self._replay_timer = None
+        for viewer in tuple(self._replaying):
+            if not viewer.pump():
+                self._replaying.discard(viewer)
+        if self._replaying:
+            loop = asyncio.get_running_loop()
+            self._replay_timer = loop.call_later(REPLAY_TICK_S, self._pump_replays)
 
     def request_keyframe(self, reason: str) -> None:
         """A viewer's decoder lost the picture (PLI/FIR): pass it on, rate-limited."""
@@ -437,6 +471,10 @@ class Feed:
         if self._fallback is not None:
             self._fallback.cancel()
             self._fallback = None
+        if self._replay_timer is not None:
+            self._replay_timer.cancel()
+            self._replay_timer = None
+        self._replaying.clear()
         for viewer in tuple(self._viewers):
             viewer.end()
         self._viewers.clear()
@@ -489,6 +527,18 @@ class PacketViewer:
         self.unanswered = 0
         #: When it joined its feed (it waits for a keyframe from then until started).
         self.waiting_since = time.monotonic()
+        # A paced cache replay: the run, how far it is sent, where it ends (live packets
+        # arriving meanwhile wait in _pending, and go once the run is out).
+        self._run: list[SourcePacket] | None = None
+        self._run_at = 0
+        self._run_end = 0
+        self._pending: deque[SourcePacket] = deque()
+        self._replayed: list[SourcePacket] | None = None  # kept REPLAY_KEEP_S for NACKs
+        self._resent: dict[int, float] = {}  # seq -> when last sent again
+
+    @property
+    def replaying(self) -> bool:
+        return self._run is not None
 
     @property
     def waiting(self) -> bool:
@@ -503,6 +553,14 @@ class PacketViewer:
         """
         if self.ended:
             return
+        if self._run is not None:
+            if len(self._pending) >= REPLAY_PENDING_PACKETS:
+                self._stop_replay()  # too far behind live: start again at a keyframe
+                self.map.stop()
+                self.feed.keyframe_needed("replay_behind")
+            else:
+                self._pending.append(packet)
+            return
         if not self.map.started:
             if not packet.keyframe_start:
                 self.skipped += 1
@@ -514,15 +572,53 @@ class PacketViewer:
             return
         self._send(packet)
 
-    def replay(self, packets: list[SourcePacket]) -> None:
-        """Start from ``packets`` (a keyframe's and what followed), squeezed to one tick apart."""
+    def replay(self, packets: list[SourcePacket], budget: int = REPLAY_SLICE_BYTES) -> bool:
+        """Start from ``packets`` (a keyframe's and what followed), squeezed to one tick apart.
+
+        Only ``budget`` bytes go at once; :meth:`pump` sends the rest. True while
+        some of it is still to send.
+        """
         if not packets or self.ended:
-            return
+            return False
         self.map.replay(packets)
-        for packet in packets:
+        self._run, self._run_at, self._run_end = packets, 0, len(packets)
+        self._pending.clear()
+        return self.pump(budget)
+
+    def pump(self, budget: int = REPLAY_SLICE_BYTES) -> bool:
+        """Send up to ``budget`` bytes more of the replay; True while some is left."""
+        run = self._run
+        if run is None or self.ended:
+            return False
+        sent = 0
+        while self._run_at < self._run_end and sent < budget:
+            packet = run[self._run_at]
+            self._run_at += 1
             self._send(packet)
+            sent += len(packet.payload)
+        pending = self._pending
+        while self._run_at == self._run_end and pending and sent < budget:
+            packet = pending.popleft()
+            self._send(packet)
+            sent += len(packet.payload)
+        if self._run_at == self._run_end and not pending:
+            self._stop_replay()
+            self._replayed = run
+            asyncio.get_running_loop().call_later(REPLAY_KEEP_S, self._forget_replay, run)
+            return False
+        return True
+
+    def _forget_replay(self, run: list[SourcePacket]) -> None:
+        if self._replayed is run:
+            self._replayed = None
+
+    def _stop_replay(self) -> None:
+        self._run = None
+        self._pending.clear()
 
     def rebase(self) -> None:
+        self._stop_replay()
+        self._replayed = None
         self.map.rebase()
 
     def _send(self, packet: SourcePacket) -> None:
@@ -544,7 +640,7 @@ class PacketViewer:
         Past our history (a cache replay is often longer), the packet is rebuilt
         from the feed's keyframe cache, numbered and timed as it was sent.
         """
-        if self.ended:
+        if self.ended or not self._may_resend(seq):
             return
         data = self._history[seq % len(self._history)]
         if data is None or sequence_number(data) != seq:
@@ -559,9 +655,24 @@ class PacketViewer:
         if self._transmit(data):
             self.retransmitted += 1
 
+    def _may_resend(self, seq: int) -> bool:
+        now = time.monotonic()
+        last = self._resent.get(seq)
+        if last is not None and now - last < RESEND_GUARD_S:
+            return False
+        if len(self._resent) >= 2 * len(self._history):
+            self._resent = {s: t for s, t in self._resent.items() if now - t < RESEND_GUARD_S}
+        self._resent[seq] = now
+        return True
+
     def _rebuild(self, seq: int) -> bytes | None:
         source_seq = self.map.source_seq(seq)
-        packet = None if source_seq is None else self.feed.cached_packet(source_seq)
+        if source_seq is None:
+            return None
+        packet = self.feed.cached_packet(source_seq)
+        run = self._run if self._run is not None else self._replayed
+        if packet is None and run is not None:  # the cache may have moved on
+            packet = next((p for p in run if p.seq == source_seq), None)
         if packet is None:
             return None
         return self._writer.packet(seq, self.map.timestamp(packet), packet.marker, packet.payload)
@@ -571,6 +682,8 @@ class PacketViewer:
             return
         self.ended = True
         self._history = [None]
+        self._stop_replay()
+        self._replayed = None
         if self.on_end is not None:
             self.on_end()
 

@@ -14,7 +14,10 @@ Invariants:
   is within :data:`WINDOW` packets of the newest (a sender holds no more).
 * The retry interval is 1.5 times the smoothed repair time (from asking once
   to the packet's arrival), never under :data:`RETRY_MIN_S`;
-  :data:`RETRY_INITIAL_S` until a repair has been timed.
+  :data:`RETRY_INITIAL_S` until a repair has been timed. The floor leaves a
+  busy receiver time to read what is already queued for it: asking again for
+  a packet that is on its way only makes a duplicate, which some receivers
+  (aiortc's jitter buffer, when it comes 100 packets late) take for a restart.
 * A jump of more than :data:`WINDOW` packets (a restarted stream) is not a
   loss: what was missing is forgotten.
 * The work per arriving packet is constant while nothing is missing.
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 SEQ_MOD = 1 << 16
 WINDOW = 512
 MAX_TRIES = 10
-RETRY_MIN_S = 0.005
+RETRY_MIN_S = 0.02
 RETRY_INITIAL_S = 0.05
 
 

@@ -163,7 +163,7 @@ async def test_frames_stay_whole_and_in_order_over_a_lossy_link(
         await asyncio.gather(host.close(), member.close())
 
 
-async def test_mid_stream_viewer_starts_from_the_cache_over_a_lossy_link(
+async def test_mid_stream_viewer_of_a_large_stream_decodes_in_order_over_a_lossy_link(
     peers: list[Publisher | Viewer],
 ) -> None:
     async with node_behind_loss() as (node, _):
@@ -181,13 +181,23 @@ async def test_mid_stream_viewer_starts_from_the_cache_over_a_lossy_link(
                 await asyncio.sleep(0.05)
         viewer = Viewer(addresses=[PEERS], noise_rows=360 // 4)
         peers.append(viewer)
-        subscribed = time.monotonic()
+        connected: list[float] = []
+
+        @viewer.pc.on("connectionstatechange")
+        def note_connected() -> None:
+            if viewer.pc.connectionState == "connected" and not connected:
+                connected.append(time.monotonic())
+
         sdp = await viewer.offer()
         reply = await member.request("rtc.subscribe", room="late", publisher="h", sdp=sdp)
         await viewer.accept(reply["sdp"])
-        await viewer.wait_frames(1, timeout=3)
-        assert viewer.got.first_frame_at is not None
-        assert viewer.got.first_frame_at - subscribed < 2.0
+        # ICE and DTLS over this link take a while when a handshake packet is lost (DTLS
+        # resends after 1 s, then 2 s), on either side: the bound allows one such loss.
+        # Whether the viewer starts from the cache is checked without loss
+        # (test_forwarding.py: test_mid_stream_viewer_of_a_large_stream_decodes_in_order).
+        await viewer.wait_frames(1, timeout=10)
+        assert viewer.got.first_frame_at is not None and connected
+        assert viewer.got.first_frame_at - connected[0] < 2.5
         await viewer.wait_frames(120, timeout=20)
         stats = await media_metrics(node)
         assert_in_order(viewer.got.numbers, 120, stats)

@@ -326,21 +326,71 @@ async def test_a_packet_that_comes_twice_is_sent_on_once() -> None:
     feed.end()
 
 
-async def test_a_cache_too_large_for_one_burst_waits_for_the_keyframe() -> None:
+def push_big_frame(feed: Feed, packets: int, seq: int = 0, ts: int = 3000) -> int:
+    """One keyframe of ``packets`` packets of about 1.1 KB; returns the next sequence number."""
+    for n in range(packets):
+        payload = VP8_KEY_PACKET + b"\x00" * 1100 if n == 0 else b"\x10" + b"\x00" * 1110
+        feed.push_packet(seq + n, ts, int(n == packets - 1), payload, "pub")
+    return seq + packets
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling a plain object
+            await asyncio.sleep(0.005)
+
+
+async def test_a_cache_too_long_to_catch_up_on_waits_for_the_keyframe() -> None:
     feed = Feed("video", VP8, keyframe_wait_s=0.01)
     feed.start_source("pub")
-    big = VP8_KEY_PACKET + b"\x00" * 1100
-    for n in range(200):  # one frame of 200 packets: past CACHE_FRESH_BYTES
-        feed.push_packet(n, 3000, int(n == 199), big if n == 0 else b"\x10" + b"\x00" * 1110, "pub")
-    assert feed.cached_packets and sum(len(p.payload) for p in feed.cached_packets) > 192 * 1024
+    push_big_frame(feed, 1000)  # past CACHE_FRESH_BYTES
+    assert sum(len(p.payload) for p in feed.cached_packets) > forward.CACHE_FRESH_BYTES
     link = Link()
     viewer = PacketViewer(feed, link)
     feed.attach_packets(viewer)
     await asyncio.sleep(0.05)  # past the keyframe wait: still waiting, asked again
     assert viewer.waiting and link.sent == [] and feed.keyframes.requests["retry"] >= 1
     viewer.waiting_since -= forward.KEYFRAME_GIVE_UP_S  # waited long: the cache after all
-    await asyncio.sleep(0.05)
-    assert not viewer.waiting and len(link.sent) == 200
+    await wait_for(lambda: len(link.sent) == 1000)
+    assert not viewer.waiting
+    feed.end()
+
+
+async def test_a_replay_is_paced_and_live_packets_follow_it_in_order() -> None:
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    next_seq = push_big_frame(feed, 300)  # about 330 KB: several slices
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    first_slice = sum(len(p) - 12 for p in link.sent)
+    assert 0 < first_slice < forward.REPLAY_SLICE_BYTES + 1200 and viewer.replaying
+    for n in range(20):  # live packets while the replay is under way: they wait for it
+        feed.push_packet(next_seq + n, 6000, int(n == 19), b"\x10" + bytes([n]) * 50, "pub")
+    assert len(link.sent) < 300
+    await wait_for(lambda: not viewer.replaying)
+    assert len(link.sent) == 320
+    seqs = [sequence_number(p) for p in link.sent]
+    assert seqs == [(seqs[0] + n) % 65536 for n in range(320)]
+    assert [p[12:] for p in link.sent[300:]] == [b"\x10" + bytes([n]) * 50 for n in range(20)]
+    feed.push_packet(next_seq + 20, 9000, 1, VP8_DELTA_PACKET, "pub")  # live again: at once
+    assert len(link.sent) == 321
+    feed.end()
+
+
+async def test_a_viewer_far_behind_its_replay_restarts_at_a_keyframe(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(forward, "REPLAY_PENDING_PACKETS", 10)
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    next_seq = push_big_frame(feed, 300)
+    viewer = PacketViewer(feed, Link())
+    feed.attach_packets(viewer)
+    for n in range(11):
+        feed.push_packet(next_seq + n, 6000, 1, VP8_DELTA_PACKET, "pub")
+    assert not viewer.replaying and viewer.waiting
+    assert feed.keyframes.requests["replay_behind"] == 1
     feed.end()
 
 
@@ -353,6 +403,43 @@ async def test_nack_past_history_and_cache_is_answered_from_recent_packets() -> 
     feed.attach_packets(viewer)
     push_frames(feed, frames)  # the cache now starts at frame 3
     first = link.sent[0]
+    viewer.retransmit(sequence_number(first))
+    assert link.sent[-1] == first and viewer.unanswered == 0
+    feed.end()
+
+
+async def test_a_packet_asked_for_twice_at_once_is_sent_again_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    frames = packetize("libvpx", encode("libvpx", 2))
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    push_frames(feed, frames)
+    seq = sequence_number(link.sent[0])
+    viewer.retransmit(seq)
+    viewer.retransmit(seq)  # asked again before the first answer could arrive
+    assert viewer.retransmitted == 1
+    monkeypatch.setattr(forward, "RESEND_GUARD_S", 0.0)
+    viewer.retransmit(seq)  # later: answered again
+    assert viewer.retransmitted == 2
+    feed.end()
+
+
+async def test_nack_for_a_replayed_packet_is_answered_after_the_cache_moved_on() -> None:
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    next_seq = push_big_frame(feed, 100)
+    link = Link()
+    viewer = PacketViewer(feed, link, history=4)
+    feed.attach_packets(viewer)
+    await wait_for(lambda: not viewer.replaying)
+    first = link.sent[0]
+    # A new keyframe, then more than the feed's recent packets: only the replay has it.
+    push_synthetic(feed, 600, start=next_seq, key_at=(next_seq,))
+    assert feed.cached_packet(0) is None
     viewer.retransmit(sequence_number(first))
     assert link.sent[-1] == first and viewer.unanswered == 0
     feed.end()
