@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,7 @@ def _make_media(settings: Settings, node: Node) -> MediaBackend | None:
         "WebRTC peer connections held by the SFU",
         lambda: float(sfu.peer_count),
     )
+    snapshot = StatsSnapshot(sfu.stats)
     for key, meaning in (
         ("packets_in", "RTP packets received from publishers"),
         ("packets_out", "RTP packets sent to viewers"),
@@ -86,14 +89,27 @@ def _make_media(settings: Settings, node: Node) -> MediaBackend | None:
         ("plis_sent", "keyframe requests sent to publishers"),
     ):
         node.metrics.counter(
-            f"roomserver_media_{key}_total", meaning, functools.partial(_stat, sfu, key)
+            f"roomserver_media_{key}_total", meaning, functools.partial(snapshot.read, key)
         )
     backend: MediaBackend = sfu
     return backend
 
 
-def _stat(sfu: Any, key: str) -> float:
-    return float(sfu.stats()[key])
+class StatsSnapshot:
+    """``stats()`` read once per scrape, not once per counter: the SFU's walks every peer."""
+
+    def __init__(self, stats: Callable[[], dict[str, Any]], max_age_s: float = 0.5) -> None:
+        self._stats = stats
+        self._max_age_s = max_age_s
+        self._taken: dict[str, Any] = {}
+        self._taken_at: float | None = None
+
+    def read(self, key: str) -> float:
+        now = time.monotonic()
+        if self._taken_at is None or now - self._taken_at > self._max_age_s:
+            self._taken = self._stats()
+            self._taken_at = now
+        return float(self._taken[key])
 
 
 def _add_pages(app: web.Application, web_dir: Path) -> None:
