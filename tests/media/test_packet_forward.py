@@ -326,11 +326,13 @@ async def test_a_packet_that_comes_twice_is_sent_on_once() -> None:
     feed.end()
 
 
-def push_big_frame(feed: Feed, packets: int, seq: int = 0, ts: int = 3000) -> int:
+def push_big_frame(
+    feed: Feed, packets: int, seq: int = 0, ts: int = 3000, source: str = "pub"
+) -> int:
     """One keyframe of ``packets`` packets of about 1.1 KB; returns the next sequence number."""
     for n in range(packets):
         payload = VP8_KEY_PACKET + b"\x00" * 1100 if n == 0 else b"\x10" + b"\x00" * 1110
-        feed.push_packet(seq + n, ts, int(n == packets - 1), payload, "pub")
+        feed.push_packet(seq + n, ts, int(n == packets - 1), payload, source)
     return seq + packets
 
 
@@ -443,3 +445,26 @@ async def test_nack_for_a_replayed_packet_is_answered_after_the_cache_moved_on()
     viewer.retransmit(sequence_number(first))
     assert link.sent[-1] == first and viewer.unanswered == 0
     feed.end()
+
+
+async def test_a_replay_under_way_stops_when_the_feed_ends_or_the_publisher_republishes() -> None:
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    push_big_frame(feed, 300)
+    link = Link()
+    viewer = PacketViewer(feed, link)
+    feed.attach_packets(viewer)
+    assert viewer.replaying
+    feed.start_source("pub2")  # a republish: what was cached is another stream's
+    assert not viewer.replaying and viewer.waiting
+    sent = len(link.sent)
+    await asyncio.sleep(0.03)  # the feed's replay timer sends nothing more
+    assert len(link.sent) == sent
+    push_big_frame(feed, 300, seq=5000, ts=90_000, source="pub2")  # the new keyframe
+    assert len(link.sent) == sent + 300 and not viewer.waiting
+
+    other = PacketViewer(feed, Link())
+    feed.attach_packets(other)  # replaying the new cache
+    assert other.replaying
+    feed.end()
+    assert other.ended and not other.replaying and feed._replay_timer is None
