@@ -52,17 +52,21 @@ def kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+def broker_url(kind: str, request: pytest.FixtureRequest) -> str:
+    """The Redis URL(s) for ``kind``, starting the servers it needs; empty for memory."""
+    if kind == "redis":
+        url: str = request.getfixturevalue("redis_server").url
+        return url
+    if kind == "redis-sharded":
+        return ",".join(s.url for s in request.getfixturevalue("redis_shards"))
+    return ""
+
+
 @pytest.fixture
 async def broker(
     kind: str, request: pytest.FixtureRequest
 ) -> AsyncIterator[tuple[Broker, Recorder]]:
-    if kind == "redis":
-        url = request.getfixturevalue("redis_server").url
-    elif kind == "redis-sharded":
-        url = ",".join(s.url for s in request.getfixturevalue("redis_shards"))
-    else:
-        url = ""
-    b = make_broker(kind, url, history=20)
+    b = make_broker(kind, broker_url(kind, request), history=20)
     recorder = Recorder()
     b.attach(recorder)
     await b.start()
@@ -274,12 +278,7 @@ async def test_an_event_published_as_soon_as_subscribe_returns_is_delivered(
     """A node subscribes when a room's first member joins; what is published from then
     on must reach it, also on a node that has only just started (its subscription to
     Redis still opening) and on one already running."""
-    if kind == "redis":
-        url = request.getfixturevalue("redis_server").url
-    elif kind == "redis-sharded":
-        url = ",".join(s.url for s in request.getfixturevalue("redis_shards"))
-    else:
-        url = ""
+    url = broker_url(kind, request)
     for attempt in range(5):
         b = make_broker(kind, url, history=20)
         rec = Recorder()

@@ -142,6 +142,20 @@ def _vp8_packets(frames: list[bytes]) -> list[RtpPacket]:
     return packets
 
 
+async def _receive_vp8(receiver: RTCRtpReceiver) -> None:
+    """Start ``receiver`` on VP8 (payload type 97, SSRC 1234), as after an offer."""
+    receiver._track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")
+    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
+    await receiver.receive(
+        RTCRtpReceiveParameters(
+            codecs=[vp8],
+            encodings=[RTCRtpDecodingParameters(ssrc=1234, payloadType=97)],
+            muxId="0",
+            rtcp=RTCRtcpParameters(),
+        )
+    )
+
+
 async def test_a_tapped_receiver_hands_over_encoded_frames_and_never_decodes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -153,22 +167,13 @@ async def test_a_tapped_receiver_hands_over_encoded_frames_and_never_decodes(
     )
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = pc.addTransceiver("video", direction="recvonly").receiver
-    receiver._track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")  # as after an offer
     got: list[tuple[bytes, int]] = []
     ended: list[bool] = []
     tap = hooks.tap_receiver(
         receiver, lambda codec, f: got.append((f.data, f.timestamp)), lambda: ended.append(True)
     )
     assert hooks.is_tapped(receiver)
-    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
-    await receiver.receive(
-        RTCRtpReceiveParameters(
-            codecs=[vp8],
-            encodings=[RTCRtpDecodingParameters(ssrc=1234, payloadType=97)],
-            muxId="0",
-            rtcp=RTCRtcpParameters(),
-        )
-    )
+    await _receive_vp8(receiver)
     frames = encode("libvpx", 3)
     for packet in _vp8_packets(frames):
         await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
@@ -195,17 +200,8 @@ async def test_a_receiver_with_repeating_nacks_asks_again_without_a_new_gap() ->
         nacked.append(lost)
 
     receiver._send_rtcp_nack = capture  # type: ignore[method-assign]
-    receiver._track = aiortc.rtcrtpreceiver.RemoteStreamTrack(kind="video")  # as after an offer
     hooks.tap_receiver(receiver, lambda codec, f: None, lambda: None)  # no decoding needed
-    vp8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=97)
-    await receiver.receive(
-        RTCRtpReceiveParameters(
-            codecs=[vp8],
-            encodings=[RTCRtpDecodingParameters(ssrc=1234, payloadType=97)],
-            muxId="0",
-            rtcp=RTCRtcpParameters(),
-        )
-    )
+    await _receive_vp8(receiver)
     packets = _vp8_packets(encode("libvpx", 6))
     assert len(packets) >= 6
     for packet in packets[:2] + packets[3:5]:  # packets[2] is lost
