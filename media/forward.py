@@ -246,14 +246,24 @@ class Feed:
     def cached_packets(self) -> list[SourcePacket]:
         return list(self._packet_cache.packets)
 
-    def cached_packet(self, seq: int) -> SourcePacket | None:
-        """The recent or cached packet with source sequence number ``seq`` (for retransmissions)."""
+    def cached_packet(
+        self, seq: int, replayed: list[SourcePacket] | None = None
+    ) -> SourcePacket | None:
+        """The packet with source sequence number ``seq`` (for retransmissions).
+
+        Looked for among the recent packets, the cache, and ``replayed`` (a run a
+        viewer was replayed, which the cache may have moved on from).
+        """
         recent = self._recent.get(seq)
         if recent is not None:
             return recent
-        for packet in reversed(self._packet_cache.packets):
-            if packet.seq == seq:
-                return packet
+        runs = [self._packet_cache.packets]
+        if replayed is not None and replayed is not runs[0]:
+            runs.append(replayed)
+        for run in runs:
+            for packet in reversed(run):
+                if packet.seq == seq:
+                    return packet
         return None
 
     def start_source(self, source: object) -> None:
@@ -638,7 +648,7 @@ class PacketViewer:
         """The viewer lost packet ``seq``: send it again if we still hold it.
 
         Past our history (a cache replay is often longer), the packet is rebuilt
-        from the feed's keyframe cache, numbered and timed as it was sent.
+        from the feed (:meth:`Feed.cached_packet`), numbered and timed as it was sent.
         """
         if self.ended or not self._may_resend(seq):
             return
@@ -669,10 +679,8 @@ class PacketViewer:
         source_seq = self.map.source_seq(seq)
         if source_seq is None:
             return None
-        packet = self.feed.cached_packet(source_seq)
         run = self._run if self._run is not None else self._replayed
-        if packet is None and run is not None:  # the cache may have moved on
-            packet = next((p for p in run if p.seq == source_seq), None)
+        packet = self.feed.cached_packet(source_seq, run)
         if packet is None:
             return None
         return self._writer.packet(seq, self.map.timestamp(packet), packet.marker, packet.payload)

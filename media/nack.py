@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SEQ_MOD = 1 << 16
+from media.rtp import SEQ_MOD
+
 WINDOW = 512
 MAX_TRIES = 10
 RETRY_MIN_S = 0.02
