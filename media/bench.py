@@ -6,8 +6,10 @@ Run it inside a private network namespace (it refuses to run elsewhere):
 
 For each mode (``sfu``: this package; ``relay``: ``MediaRelay``, which decodes
 the publisher once and re-encodes per viewer) it starts the real room server
-in its own process, publishes a 640x360 30 fps VP8 stream (with a noisy band
-so the encoder works at its 1 Mbit/s target) plus Opus from this process,
+in its own process, publishes a 640x360 30 fps VP8 stream (a band of
+``--noise-rows`` random rows makes the encoder spend its bitrate, capped at
+``--kbps``, 800 by default as in the issue's scenario) plus Opus from this
+process, reports the bitrate and packet rate it really sent,
 and then measures, with viewers in separate processes speaking the room
 protocol:
 
@@ -45,6 +47,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.stats import RTCOutboundRtpStreamStats
 
 from media import hooks
 from media.ice import IcePolicy
@@ -61,6 +64,10 @@ ROOM = "bench"
 LOOPBACK = ("127.0.0.1",)
 WIDTH, HEIGHT, FPS = 640, 360, 30
 VIEWERS_PER_PROCESS = 16
+#: Random rows under the counter: about 800 kbit/s of VP8 at 640x360, 30 fps, 3 packets a frame.
+NOISE_ROWS = 16
+#: The publisher's video bitrate cap, kbit/s: the issue's scenario.
+KBPS = 800
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -179,7 +186,7 @@ async def _line() -> str:
 # -- viewer process --------------------------------------------------------------------------
 
 
-async def view(url: str, count: int, decode: bool, frames: int) -> None:
+async def view(url: str, count: int, decode: bool, frames: int, noise: int) -> None:
     """Join ``count`` viewers; on GO subscribe all at once; on STOP report and leave.
 
     With ``frames`` > 0 a viewer hangs up after that many frames, so that 20
@@ -194,7 +201,7 @@ async def view(url: str, count: int, decode: bool, frames: int) -> None:
         clients.append(client)
     print("JOINED", flush=True)
     assert await _line() == "GO"
-    viewers = [Viewer(decode=decode, addresses=LOOPBACK, noise_rows=HEIGHT // 4) for _ in clients]
+    viewers = [Viewer(decode=decode, addresses=LOOPBACK, noise_rows=noise) for _ in clients]
     sent = [0.0] * count
     answered = [math.nan] * count
     connected = [math.nan] * count
@@ -342,7 +349,12 @@ def _pct(values: Sequence[float], q: float) -> float:
 
 
 async def viewers(
-    url: str, total: int, decode: bool, frames: int = 0, per_process: int = VIEWERS_PER_PROCESS
+    url: str,
+    total: int,
+    decode: bool,
+    frames: int = 0,
+    per_process: int = VIEWERS_PER_PROCESS,
+    noise: int = NOISE_ROWS,
 ) -> list[Child]:
     """Start ``total`` viewers over a few processes; return once all have joined."""
     children = []
@@ -361,6 +373,8 @@ async def viewers(
                 str(decode),
                 "--frames",
                 str(frames),
+                "--noise-rows",
+                str(noise),
             )
         )
     await asyncio.gather(*(c.expect("JOINED") for c in children))
@@ -382,8 +396,26 @@ async def stop(children: list[Child]) -> list[dict[str, Any]]:
     return [viewer for result in results for viewer in json.loads(result)]
 
 
+async def sent_by(publisher: Publisher) -> tuple[int, int, int]:
+    """(packets of all tracks, video packets, video bytes) the publisher sent so far."""
+    packets = video_packets = video_bytes = 0
+    for sender in publisher.pc.getSenders():
+        for stats in (await sender.getStats()).values():
+            if isinstance(stats, RTCOutboundRtpStreamStats):
+                packets += stats.packetsSent
+                if stats.kind == "video":
+                    video_packets += stats.packetsSent
+                    video_bytes += stats.bytesSent
+    return packets, video_packets, video_bytes
+
+
 async def run_mode(
-    mode: str, counts: Sequence[int], window: float, log: Callable[[str], None]
+    mode: str,
+    counts: Sequence[int],
+    window: float,
+    log: Callable[[str], None],
+    noise: int = NOISE_ROWS,
+    kbps: int = KBPS,
 ) -> dict[str, Any]:
     server = await Child.start("serve", "--mode", mode)
     port = int(await server.expect("PORT"))
@@ -401,7 +433,13 @@ async def run_mode(
     token = mint_token(SECRET, room=ROOM, user="host", name="Host", role="host")
     await host.request("join", room=ROOM, token=token)
     publisher = Publisher(
-        "VP8", width=WIDTH, height=HEIGHT, fps=FPS, noise=True, addresses=LOOPBACK
+        "VP8",
+        width=WIDTH,
+        height=HEIGHT,
+        fps=FPS,
+        noise=noise,
+        max_bitrate=kbps * 1000,
+        addresses=LOOPBACK,
     )
     try:
         reply = await host.request("rtc.publish", room=ROOM, sdp=await publisher.offer())
@@ -410,14 +448,19 @@ async def run_mode(
         out["cpu"][0] = await sample_cpu(pid, window)
         log(f"{mode}: 0 viewers {out['cpu'][0]}")
         for count in counts:
-            children = await viewers(url, count, decode=False)
+            children = await viewers(url, count, decode=False, noise=noise)
             started = time.monotonic()
             await go(children)
             ready = time.monotonic() - started
             await asyncio.sleep(1)
-            made = publisher.video.count
+            made, sent0 = publisher.video.count, await sent_by(publisher)
             sample = await sample_cpu(pid, window, [c.proc.pid for c in children])
             sample["published_fps"] = (publisher.video.count - made) / window
+            sent1 = await sent_by(publisher)
+            packets, video_packets, video_bytes = (b - a for a, b in zip(sent0, sent1, strict=True))
+            sample["published_kbps"] = video_bytes * 8 / 1000 / window
+            sample["published_video_pps"] = video_packets / window
+            sample["published_pps"] = packets / window
             got = await stop(children)
             sample["all_ready_s"] = ready
             sample["viewers_with_video"] = sum(1 for v in got if v["frames"] > 0)
@@ -425,6 +468,9 @@ async def run_mode(
             extra = sample["cpu_pct"] - out["cpu"][0]["cpu_pct"]
             sample["cpu_pct_per_viewer"] = extra / count
             sample["us_per_viewer_frame"] = extra / 100 / (count * fps) * 1e6 if fps else math.nan
+            # Per packet sent on (audio and video), while the viewers keep up.
+            pps = sample["published_pps"] * fps / max(1.0, sample["published_fps"])
+            sample["us_per_viewer_packet"] = extra / 100 / (count * pps) * 1e6 if pps else math.nan
             sample["rss_mb_per_viewer"] = (sample["rss_mb"] - out["cpu"][0]["rss_mb"]) / count
             cores = os.cpu_count() or 1
             sample["other_load_cores"] = (
@@ -435,7 +481,7 @@ async def run_mode(
             await asyncio.sleep(2)
 
         # 20 viewers subscribe at once, decode a few frames and hang up.
-        children = await viewers(url, 20, decode=True, frames=5, per_process=5)
+        children = await viewers(url, 20, decode=True, frames=5, per_process=5, noise=noise)
         await go(children)
         joined = await stop(children)
         firsts = [v["first_frame_s"] for v in joined if v["first_frame_s"] is not None]
@@ -443,7 +489,7 @@ async def run_mode(
         connects = [v["connected_s"] for v in joined if not math.isnan(v["connected_s"])]
         await asyncio.sleep(2)
         # Two viewers decode for a while: capture-to-decode latency once caught up.
-        children = await viewers(url, 2, decode=True)
+        children = await viewers(url, 2, decode=True, noise=noise)
         await go(children)
         await asyncio.sleep(window + 2)
         got = await stop(children)
@@ -487,6 +533,7 @@ def table(results: list[dict[str, Any]], counts: Sequence[int]) -> str:
             cells.append(
                 f"{s['cpu_pct']:.1f} % total, {s['cpu_pct_per_viewer']:.2f} %/viewer, "
                 f"{s['us_per_viewer_frame']:.0f} µs/viewer-frame, "
+                f"{s['us_per_viewer_packet']:.1f} µs/viewer-packet, "
                 f"{s['rss_mb_per_viewer']:.2f} MB/viewer, "
                 f"{s['fps_per_viewer']:.0f} of {s['published_fps']:.0f} fps"
             )
@@ -505,7 +552,13 @@ def table(results: list[dict[str, Any]], counts: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
-async def run(modes: Sequence[str], counts: Sequence[int], window: float) -> None:
+async def run(
+    modes: Sequence[str],
+    counts: Sequence[int],
+    window: float,
+    noise: int = NOISE_ROWS,
+    kbps: int = KBPS,
+) -> None:
     if hooks.machine_addresses():
         raise SystemExit(
             "refusing to run outside a private network namespace; use:\n"
@@ -517,7 +570,7 @@ async def run(modes: Sequence[str], counts: Sequence[int], window: float) -> Non
 
     results = []
     for mode in modes:
-        result = await run_mode(mode, counts, window, log)
+        result = await run_mode(mode, counts, window, log, noise, kbps)
         result["window"] = window
         results.append(result)
     print(
@@ -539,6 +592,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         p.add_argument("--modes", default="sfu,relay", help="comma-separated: sfu, relay")
         p.add_argument("--viewers", default="1,8,32,64", help="viewer counts for the CPU figure")
         p.add_argument("--window", type=float, default=6.0, help="seconds per CPU sample")
+        p.add_argument(
+            "--noise-rows",
+            type=int,
+            default=NOISE_ROWS,
+            help="random rows in the published video (more rows, a busier picture)",
+        )
+        p.add_argument(
+            "--kbps", type=int, default=KBPS, help="cap on the published video's bitrate"
+        )
     serve_p = sub.add_parser("serve", help="(internal) the server process")
     serve_p.add_argument("--mode", choices=("sfu", "relay"), required=True)
     view_p = sub.add_parser("view", help="(internal) a viewer process")
@@ -546,15 +608,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     view_p.add_argument("--count", type=int, required=True)
     view_p.add_argument("--decode", choices=("True", "False"), required=True)
     view_p.add_argument("--frames", type=int, default=0, help="hang up after this many frames")
+    view_p.add_argument("--noise-rows", type=int, default=NOISE_ROWS)
     args = parser.parse_args(argv)
     job: Coroutine[Any, Any, None]
     if args.command == "serve":
         job = serve(args.mode)
     elif args.command == "view":
-        job = view(args.url, args.count, args.decode == "True", args.frames)
+        job = view(args.url, args.count, args.decode == "True", args.frames, args.noise_rows)
     else:
         counts = [int(c) for c in args.viewers.split(",")]
-        job = run(args.modes.split(","), counts, args.window)
+        job = run(args.modes.split(","), counts, args.window, args.noise_rows, args.kbps)
     asyncio.run(job)
 
 

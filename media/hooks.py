@@ -107,7 +107,14 @@ from aiortc.rtcrtpparameters import (
     RTCRtpSendParameters,
 )
 from aiortc.rtcrtpreceiver import NackGenerator
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from media.nack import NackSchedule
 from media.rtp import RtpWriter
@@ -324,6 +331,27 @@ class PacketSender:
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Call ``callback`` when the remote receiver of ``sender`` sends PLI or FIR."""
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def cap_bitrate(sender: RTCRtpSender, bitrate: int) -> None:
+    """Hold ``sender``'s encoder at or under ``bitrate`` bit/s, whatever the receiver's
+    estimate (REMB) allows: a publisher at a fixed rate, as in a benchmark's scenario."""
+    handle = sender._handle_rtcp_packet
+
+    async def capped(packet: AnyRtcpPacket) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            with contextlib.suppress(ValueError):
+                estimate, ssrcs = unpack_remb_fci(packet.fci)
+                if estimate > bitrate:
+                    packet = RtcpPsfbPacket(
+                        fmt=packet.fmt,
+                        ssrc=packet.ssrc,
+                        media_ssrc=packet.media_ssrc,
+                        fci=pack_remb_fci(bitrate, ssrcs),
+                    )
+        await handle(packet)
+
+    sender._handle_rtcp_packet = capped  # type: ignore[method-assign]
 
 
 # -- DTLS ----------------------------------------------------------------------------
@@ -625,6 +653,11 @@ def check() -> None:
         _params(RTCRtpSender._retransmit) == ["self", "sequence_number"]
         and "await self._retransmit(seq)" in _source(RTCRtpSender._handle_rtcp_packet),
         "RTCRtpSender._handle_rtcp_packet answers NACKs with await self._retransmit(seq)",
+    )
+    expect(
+        "unpack_remb_fci(packet.fci)" in _source(RTCRtpSender._handle_rtcp_packet)
+        and "self.__encoder.target_bitrate = bitrate" in _source(RTCRtpSender._handle_rtcp_packet),
+        "RTCRtpSender._handle_rtcp_packet sets its encoder's target_bitrate from REMB",
     )
     dtls_send = _source(aiortc.RTCDtlsTransport._send_rtp)
     expect(

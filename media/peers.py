@@ -64,15 +64,26 @@ def read_counter(frame: VideoFrame, noise_rows: int = 0) -> int:
     return number
 
 
+def rows_of_noise(height: int, noise: bool | int) -> int:
+    """Rows of noise a :class:`CounterTrack` draws for its ``noise`` argument."""
+    if noise is True:
+        return height // 4
+    return int(noise)
+
+
 class CounterTrack(MediaStreamTrack):
     """Video at ``fps`` whose frame ``n`` shows ``n``; remembers when each was captured."""
 
     kind = "video"
 
-    def __init__(self, width: int = 320, height: int = 240, fps: int = 30, noise: bool = False):
+    def __init__(
+        self, width: int = 320, height: int = 240, fps: int = 30, noise: bool | int = False
+    ):
+        """``noise``: True for random rows under a quarter of the frame (a stream of
+        several Mbit/s at 640x360), or how many rows (fewer rows, a lighter stream)."""
         super().__init__()
         self.width, self.height, self.fps = width, height, fps
-        self.noise_rows = height // 4 if noise else 0
+        self.noise_rows = rows_of_noise(height, noise)
         self.count = 0
         self.captured: dict[int, float] = {}
         self._start: float | None = None
@@ -121,9 +132,12 @@ class Publisher:
         width: int = 320,
         height: int = 240,
         fps: int = 30,
-        noise: bool = False,
+        noise: bool | int = False,
+        max_bitrate: int | None = None,
         addresses: Sequence[str] = LOOPBACK,
     ) -> None:
+        """``max_bitrate`` (bit/s) holds the video encoder under it, whatever the
+        server's estimate allows."""
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.video = CounterTrack(width, height, fps, noise)
         self.addresses = addresses
@@ -140,6 +154,8 @@ class Publisher:
                 original()
 
             hooks.on_keyframe_request(transceiver.sender, counted)
+            if max_bitrate is not None:
+                hooks.cap_bitrate(transceiver.sender, max_bitrate)
         if audio:
             self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
 

@@ -21,6 +21,7 @@ import aiortc.rtcrtpreceiver
 import av
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
+from aiortc.codecs.vpx import Vp8Encoder
 from aiortc.jitterbuffer import JitterFrame
 from aiortc.rtcdtlstransport import RTCCertificate
 from aiortc.rtcrtpparameters import (
@@ -29,7 +30,15 @@ from aiortc.rtcrtpparameters import (
     RTCRtpDecodingParameters,
     RTCRtpReceiveParameters,
 )
-from aiortc.rtp import RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPacket, RtcpPsfbPacket, RtpPacket
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+)
 
 from media import hooks
 from media.forward import Feed, ViewerTrack
@@ -259,6 +268,26 @@ async def test_a_viewers_pli_or_fir_calls_our_callback(fmt: int) -> None:
     hooks.on_keyframe_request(sender, lambda: calls.append(True))
     await sender._handle_rtcp_packet(RtcpPsfbPacket(fmt=fmt, ssrc=1, media_ssrc=sender._ssrc))
     assert calls == [True]
+    await pc.close()
+
+
+async def test_a_capped_sender_holds_its_encoder_under_the_cap_whatever_remb_says() -> None:
+    """Guards ``RTCRtpSender._handle_rtcp_packet`` setting ``__encoder.target_bitrate``."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sender = pc.addTransceiver("video", direction="sendonly").sender
+    encoder = Vp8Encoder()
+    sender._RTCRtpSender__encoder = encoder  # type: ignore[attr-defined]
+    hooks.cap_bitrate(sender, 800_000)
+
+    async def remb(bitrate: int) -> None:
+        fci = pack_remb_fci(bitrate, [sender._ssrc])
+        packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=fci)
+        await sender._handle_rtcp_packet(packet)
+
+    await remb(1_400_000)
+    assert encoder.target_bitrate == 800_000
+    await remb(600_000)  # under the cap: the estimate holds
+    assert encoder.target_bitrate == 600_000
     await pc.close()
 
 
