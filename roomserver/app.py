@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from roomserver import api
+from roomserver import api, gcstats
 from roomserver.broker.base import Broker
 from roomserver.broker.memory import MemoryBroker
 from roomserver.broker.redis import RedisBroker
@@ -51,6 +52,7 @@ def build_app(settings: Settings, broker: Broker | None = None) -> web.Applicati
     app[NODE_KEY] = node
     app[LINKS_KEY] = set()
     app.router.add_get("/ws", websocket_handler)
+    _add_gc_metrics(node)
     api.add_routes(app)
     _add_pages(app, settings.web_dir)
 
@@ -64,6 +66,25 @@ def build_app(settings: Settings, broker: Broker | None = None) -> web.Applicati
     app.on_shutdown.append(close_all)
     app.on_cleanup.append(stop)
     return app
+
+
+def _add_gc_metrics(node: Node) -> None:
+    gc_watch = gcstats.watch()
+    node.metrics.counter(
+        "roomserver_gc_pause_seconds_total",
+        "time the process spent in garbage collections (all generations)",
+        lambda: gc_watch.pause_seconds,
+    )
+    node.metrics.counter(
+        "roomserver_gc_full_collections_total",
+        "full (generation 2) garbage collections",
+        lambda: float(gc_watch.collections[2]),
+    )
+    node.metrics.gauge(
+        "roomserver_gc_frozen_objects",
+        "objects left out of garbage collections (frozen after start-up)",
+        lambda: float(gc.get_freeze_count()),
+    )
 
 
 def _make_media(settings: Settings, node: Node) -> MediaBackend | None:

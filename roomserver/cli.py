@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from roomserver import config, logs, verify_draw
+from roomserver import config, gcstats, logs, verify_draw
 from roomserver.app import HANDSHAKE_TIMEOUT_S, LISTEN_BACKLOG, build_app
 from roomserver.auth import DEFAULT_TTL_S, mint_token
 from roomserver.config import ConfigError, Settings
@@ -138,6 +138,7 @@ async def serve_forever(settings: Settings, context: ssl.SSLContext | None = Non
     if settings.demo:
         await _demo(app, settings)
     out.flush()
+    gcstats.freeze_startup_objects()  # start-up is over: full collections skip it all
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -257,6 +257,28 @@ async def test_serve_listens_on_the_port_from_the_environment() -> None:
         assert isinstance(body, dict) and body["ok"] is True
 
 
+async def test_serve_freezes_start_up_objects_out_of_garbage_collection() -> None:
+    env = clean_env(ROOMSERVER_SECRET=SECRET)
+    async with serve("--host", "127.0.0.1", "--port", "0", env=env) as srv:
+        timeout = aiohttp.ClientTimeout(total=10)
+        headers = {"Authorization": f"Bearer {SECRET}"}
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(srv.url + "/metrics", headers=headers) as resp,
+        ):
+            assert resp.status == 200
+            text = await resp.text()
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("roomserver_gc_")
+    }
+    # aiohttp, the app and the SFU's libraries: tens of thousands of objects.
+    assert values["roomserver_gc_frozen_objects"] > 10_000
+    assert values["roomserver_gc_pause_seconds_total"] >= 0
+    assert "roomserver_gc_full_collections_total" in values
+
+
 def test_serve_with_a_bad_port_exits_2_and_names_the_option() -> None:
     code, out, err = run_cli("serve", "--port", "notanumber", "--host", "127.0.0.1")
     assert code == 2
