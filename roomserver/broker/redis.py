@@ -75,6 +75,7 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -88,6 +89,7 @@ from roomserver.broker.base import (
     PollView,
     Tally,
 )
+from roomserver.broker.batch import ScriptBatcher
 from roomserver.chat import after_gap, before_gap, resume_window
 from roomserver.errors import (
     AlreadyVoted,
@@ -321,6 +323,7 @@ class _Shard:
     index: int
     url: str
     client: aioredis.Redis
+    batcher: ScriptBatcher
     pubsub: PubSub | None = None
     reader: asyncio.Task[None] | None = None
     connected: bool = False
@@ -356,7 +359,10 @@ class RedisBroker:
             urls = [u.strip() for u in urls.split(",") if u.strip()]
         if not urls:
             raise ValueError("at least one Redis URL is needed")
-        self._shards = [_Shard(index, url, _connect(url)) for index, url in enumerate(urls)]
+        self._shards = []
+        for index, url in enumerate(urls):
+            client = _connect(url)
+            self._shards.append(_Shard(index, url, client, ScriptBatcher(client)))
         first = self._shards[0].client
         self._append = first.register_script(_APPEND)
         self._create_room = first.register_script(_CREATE_ROOM)
@@ -385,6 +391,12 @@ class RedisBroker:
     def _shard(self, room: str) -> _Shard:
         return self._shards[shard_index(room, len(self._shards))]
 
+    def _batched(
+        self, room: str, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
+    ) -> Awaitable[Any]:
+        """A hot script's call on ``room``'s shard, sent with the tick's others (batch.py)."""
+        return self._shard(room).batcher.call(script, keys, args)
+
     def _db(self, room: str) -> aioredis.Redis:
         """The Redis that holds ``room``: every key of a room lives on one shard."""
         return self._shard(room).client
@@ -411,6 +423,7 @@ class RedisBroker:
                 shard.reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await shard.reader
+            await shard.batcher.close()
             if shard.pubsub is not None:
                 with contextlib.suppress(RedisError, OSError):
                     await shard.pubsub.aclose()  # type: ignore[no-untyped-call]
@@ -641,7 +654,7 @@ class RedisBroker:
         if not await self._call(self._db(room).exists(self._k(room, "info"))):
             raise NotFound(f"room {room!r} does not exist")
         args: list[Any] = [payload, self._history_size, CID_TTL_S, ts, minute_of(ts)]
-        new, value = await self._call(self._append(client=self._db(room), keys=keys, args=args))
+        new, value = await self._call(self._batched(room, self._append, keys, args))
         if new:
             seq = int(value)
             return ChatMessage(
@@ -720,7 +733,7 @@ class RedisBroker:
             self._k(room, "poll") + ":",
             user,
         ]
-        raw = await self._call(self._join_view(client=self._db(room), keys=keys, args=args))
+        raw = await self._call(self._batched(room, self._join_view, keys, args))
         seq, deleted_raw, entries, likes, members, poll_rows = raw
         deleted = {int(s) for s in deleted_raw}
         entries = [(entry_id, _pairs(fields)) for entry_id, fields in entries]
@@ -852,9 +865,7 @@ class RedisBroker:
     async def vote(self, room: str, poll_id: str, user: str, option: int) -> Tally:
         key = self._poll_key(room, poll_id)
         outcome = await self._call(
-            self._vote(
-                client=self._db(room), keys=[key, key + ":voters"], args=[user, option, _now_ms()]
-            )
+            self._batched(room, self._vote, [key, key + ":voters"], [user, option, _now_ms()])
         )
         outcome = outcome.decode() if isinstance(outcome, bytes) else outcome
         if outcome == "nf":
@@ -954,7 +965,7 @@ class RedisBroker:
         ]
         prefix = self._k(room, "users", "")
         args: list[Any] = [join, user, known, ts, MEMBERS_TTL_S, self.node_id, prefix]
-        await self._call(self._member(client=self._db(room), keys=keys, args=args))
+        await self._call(self._batched(room, self._member, keys, args))
 
     async def find_member(self, room: str, user: str) -> Identity | None:
         raw = await self._call(self._db(room).hget(self._k(room, "known"), user))

@@ -1,0 +1,84 @@
+"""ScriptBatcher against a real redis-server: one pipeline per tick, each caller its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from roomserver.broker.batch import ScriptBatcher
+from tests.redis_server import RedisServer
+
+INCR = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+FAIL_ON_NEGATIVE = (
+    "if tonumber(ARGV[1]) < 0 then return redis.error_reply('negative') end return ARGV[1]"
+)
+
+
+@pytest.fixture
+async def client(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    redis = aioredis.Redis.from_url(redis_server.url)
+    await redis.flushdb()
+    yield redis
+    await redis.aclose()
+
+
+async def test_calls_made_in_one_tick_go_in_one_pipeline_in_order(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client)
+    incr = client.register_script(INCR)
+    await incr(keys=["warm"], args=[1])  # loaded: the pipeline uses EVALSHA
+    results = await asyncio.gather(*(batcher.call(incr, ["n"], [1]) for _ in range(50)))
+    assert results == list(range(1, 51))  # run in the order called
+    assert batcher.pipelines == 1 and batcher.calls == 50
+    assert await batcher.call(incr, ["n"], [5]) == 55  # a later tick: a second pipeline
+    assert batcher.pipelines == 2
+
+
+async def test_each_caller_gets_its_own_error(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client)
+    script = client.register_script(FAIL_ON_NEGATIVE)
+    await script(keys=["k"], args=[1])
+    outcomes = await asyncio.gather(
+        batcher.call(script, ["k"], [1]),
+        batcher.call(script, ["k"], [-1]),
+        batcher.call(script, ["k"], [3]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == b"1" and outcomes[2] == b"3"
+    assert isinstance(outcomes[1], ResponseError) and "negative" in str(outcomes[1])
+
+
+async def test_a_script_redis_does_not_know_is_loaded_and_run(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client)
+    incr = client.register_script(INCR)
+    await client.script_flush()  # as after a Redis restart
+    both = await asyncio.gather(batcher.call(incr, ["m"], [2]), batcher.call(incr, ["m"], [3]))
+    assert both == [2, 5]  # each loaded and run alone, in the order called
+    assert await client.get("m") == b"5"
+    assert await batcher.call(incr, ["m"], [1]) == 6  # loaded now: batched again
+
+
+async def test_a_cancelled_caller_does_not_disturb_the_others(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client)
+    incr = client.register_script(INCR)
+    await incr(keys=["c"], args=[0])
+    first = batcher.call(incr, ["c"], [1])
+    second = batcher.call(incr, ["c"], [1])
+    first.cancel()
+    assert await second == 2  # the first still ran: it was already queued
+    await batcher.close()
+
+
+async def test_an_unreachable_redis_fails_every_call_of_the_pipeline() -> None:
+    redis = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    batcher = ScriptBatcher(redis)
+    script = redis.register_script(INCR)
+    outcomes = await asyncio.gather(
+        *(batcher.call(script, ["k"], [1]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(o, (RedisConnectionError, OSError)) for o in outcomes)
+    await redis.aclose()
