@@ -97,7 +97,6 @@ import aiortc.rtcdtlstransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
-import pylibsrtp
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rate import RemoteBitrateEstimator
@@ -116,10 +115,6 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
-from pylibsrtp._binding import (  # type: ignore[import-not-found]
-    ffi as srtp_ffi,
-)
-from pylibsrtp._binding import lib as srtp_lib
 
 from media.nack import NackSchedule
 from media.rtp import RtpWriter
@@ -298,23 +293,15 @@ class PacketSender:
         dtls = self.sender.transport
         nominated = dtls.transport._connection._nominated
         connected = aiortc.rtcdtlstransport.State.CONNECTED
-        # What the pair and the SRTP session resolve to, looked up again when they change.
-        route: list[Any] = [None, None, None]  # pair, its transport, its remote address
-        protector: list[Any] = [None, None]  # session, its protect
 
         def transmit(data: bytes) -> bool:
             pair = nominated.get(1)
             if pair is None or dtls._state is not connected:
                 return False
-            if pair is not route[0]:
-                route[:] = [pair, pair.protocol.transport, pair.remote_addr]
-            transport = route[1]
+            transport: Any = pair.protocol.transport
             if transport.get_write_buffer_size() > WRITE_BUFFER_LIMIT:
                 return False
-            session = dtls._tx_srtp
-            if session is not protector[0]:
-                protector[:] = [session, srtp_protector(session)]
-            transport.sendto(protector[1](data), route[2])
+            transport.sendto(dtls._tx_srtp.protect(data), pair.remote_addr)
             return True
 
         return transmit
@@ -339,34 +326,6 @@ class PacketSender:
             retransmit(sequence_number)
 
         self.sender._retransmit = answer  # type: ignore[method-assign]
-
-
-def srtp_protector(session: pylibsrtp.Session) -> Callable[[bytes], bytes]:
-    """``session.protect`` without its per-call allocation and checks: about 1 µs less
-    per packet (of 4), which every viewer pays for every packet.
-
-    The packet is copied into the session's own buffer, as ``protect`` does; a
-    packet too long for it goes to ``protect``, which raises.
-    """
-    buffer = session._cdata
-    context = session._srtp[0]
-    room = len(buffer) - pylibsrtp.SRTP_MAX_TRAILER_LEN
-    length = srtp_ffi.new("int *")
-    memmove, protect, view = srtp_ffi.memmove, srtp_lib.srtp_protect, srtp_ffi.buffer
-
-    def protected(data: bytes) -> bytes:
-        size = len(data)
-        if size > room:
-            out: bytes = session.protect(data)
-            return out
-        memmove(buffer, data, size)
-        length[0] = size
-        error = protect(context, buffer, length)
-        if error:
-            raise pylibsrtp.Error(f"srtp_protect failed ({error})")
-        return view(buffer, length[0])[:]  # type: ignore[no-any-return]
-
-    return protected
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
@@ -699,15 +658,6 @@ def check() -> None:
         "unpack_remb_fci(packet.fci)" in _source(RTCRtpSender._handle_rtcp_packet)
         and "self.__encoder.target_bitrate = bitrate" in _source(RTCRtpSender._handle_rtcp_packet),
         "RTCRtpSender._handle_rtcp_packet sets its encoder's target_bitrate from REMB",
-    )
-    session_init = _source(pylibsrtp.Session.__init__)
-    expect(
-        'self._cdata = ffi.new("char[]", 1500)' in session_init
-        and "self._srtp = ffi.gc(srtp, lambda x: lib.srtp_dealloc(x[0]))" in session_init
-        and "func(self._srtp[0], self._cdata, len_p)"
-        in _source(pylibsrtp.Session._Session__process)  # type: ignore[attr-defined]
-        and hasattr(pylibsrtp, "SRTP_MAX_TRAILER_LEN"),
-        "pylibsrtp.Session protects in its _cdata buffer with _srtp[0]",
     )
     dtls_send = _source(aiortc.RTCDtlsTransport._send_rtp)
     expect(

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import queue
-import struct
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,6 @@ import aiortc
 import aiortc.rtcdtlstransport
 import aiortc.rtcrtpreceiver
 import av
-import pylibsrtp
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 from aiortc.codecs.vpx import Vp8Encoder
@@ -360,30 +357,3 @@ async def test_peer_connections_share_the_node_certificate_only_inside_the_block
     assert certificate._create_ssl_context(profiles[:1]) is not context
     for pc in [*inside, outside]:
         await pc.close()
-
-
-def test_the_lean_srtp_protector_matches_pylibsrtp_protect() -> None:
-    """Guards ``pylibsrtp.Session``'s ``_cdata`` buffer and ``_srtp`` context."""
-    key = os.urandom(44)
-
-    def session(direction: int) -> pylibsrtp.Session:
-        return pylibsrtp.Session(
-            policy=pylibsrtp.Policy(
-                key=key,
-                ssrc_type=direction,
-                srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
-            )
-        )
-
-    reference = session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-    ours = session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
-    receiver = session(pylibsrtp.Policy.SSRC_ANY_INBOUND)
-    protect = hooks.srtp_protector(ours)
-    for seq, size in enumerate((20, 1200, 1, 1300, 900)):
-        packet = struct.pack("!BBHII", 0x80, 96, seq, seq * 3000, 4321) + os.urandom(size)
-        protected = protect(packet)
-        assert protected == reference.protect(packet)
-        assert len(protected) > len(packet)
-        assert receiver.unprotect(protected) == packet
-    with pytest.raises(ValueError):
-        protect(b"\x80" * 1400)  # past the session's buffer: protect() raises
