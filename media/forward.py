@@ -69,7 +69,6 @@ from aiortc import clock
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from media.nack import ResendGuard
 from media.rtp import (
     KeyframeCache,
     RecentPackets,
@@ -107,6 +106,9 @@ REPLAY_PENDING_PACKETS = 4096
 #: A finished replay's run is kept this long to answer NACKs: the cache may have moved
 #: on to a new keyframe, and the feed's recent packets hold only the last 512.
 REPLAY_KEEP_S = 2.0
+#: A packet is sent again at most once in this interval, however often it is asked for:
+#: a request repeated before the first answer arrived would only make a duplicate.
+RESEND_GUARD_S = 0.01
 
 _VIDEO_FPS = 30
 _AUDIO_FPS = 50
@@ -223,9 +225,6 @@ class Feed:
         self.duplicates = 0
         self._keyframe_asked_at: float | None = None
         self.ntp_time = clock.current_ntp_time()
-        #: time.monotonic() when the last packet arrived or replay slice went: one reading
-        #: for every viewer's send times (see PacketViewer.retransmit)
-        self.now = time.monotonic()
         self._newest_ts: int | None = None
         self._cache: list[EncodedFrame] = []
         self._cache_bytes = 0
@@ -291,7 +290,6 @@ class Feed:
         """Take one RTP packet from the publisher and send it to every viewer. Never waits."""
         if self.ended or source is not self.source:
             return
-        self.now = time.monotonic()
         video = self.kind == "video"
         packet = SourcePacket(
             seq, timestamp, marker, payload, starts_keyframe(self.name, payload) if video else True
@@ -452,7 +450,6 @@ class Feed:
     def _replay_to(self, viewer: PacketViewer) -> None:
         """Start ``viewer`` from the cache: its first slice now, the rest paced."""
         self.cache_replays += 1
-        self.now = time.monotonic()
         if viewer.replay(self._packet_cache.packets):
             self._replaying.add(viewer)
             if self._replay_timer is None:
@@ -461,7 +458,6 @@ class Feed:
 
     def _pump_replays(self) -> None:
         self._replay_timer = None
-        self.now = time.monotonic()
         for viewer in tuple(self._replaying):
             if not viewer.pump():
                 self._replaying.discard(viewer)
@@ -548,13 +544,7 @@ class PacketViewer:
         self._run_end = 0
         self._pending: deque[SourcePacket] = deque()
         self._replayed: list[SourcePacket] | None = None  # kept REPLAY_KEEP_S for NACKs
-        self._sent_at: list[float] = [0.0] * history  # when each history slot was sent
-        self._guard = ResendGuard(2 * history)
-        # Our sequence numbers the viewer asked for, and got, before their turn in the
-        # replay: a packet that reached the node late sits later in the cache than its
-        # sequence number, and the viewer asks for it when the next one arrives. Sent again
-        # at its turn, it would come as a duplicate, maybe 100 packets late.
-        self._sent_early: set[int] = set()
+        self._resent: dict[int, float] = {}  # seq -> when last sent again
 
     @property
     def replaying(self) -> bool:
@@ -635,7 +625,6 @@ class PacketViewer:
     def _stop_replay(self) -> None:
         self._run = None
         self._pending.clear()
-        self._sent_early.clear()
 
     def rebase(self) -> None:
         self._stop_replay()
@@ -644,18 +633,8 @@ class PacketViewer:
 
     def _send(self, packet: SourcePacket) -> None:
         seq, timestamp = self.map.place(packet)
-        if self._sent_early and seq in self._sent_early:
-            self._sent_early.discard(seq)  # the viewer has it already
-            return
-        now = self.feed.now
-        if seq != self.map.last_seq:
-            # It fills a gap the viewer may be asking about right now: a request already
-            # on its way must not bring a second copy.
-            self._guard.sent(seq, now)
         data = self._writer.packet(seq, timestamp, packet.marker, packet.payload)
-        slot = seq % len(self._history)
-        self._history[slot] = data
-        self._sent_at[slot] = now
+        self._history[seq % len(self._history)] = data
         if not self._transmit(data):
             self.dropped += 1
             return
@@ -671,25 +650,14 @@ class PacketViewer:
         Past our history (a cache replay is often longer), the packet is rebuilt
         from the feed (:meth:`Feed.cached_packet`), numbered and timed as it was sent.
         """
-        if self.ended:
+        if self.ended or not self._may_resend(seq):
             return
-        now = time.monotonic()
-        slot = seq % len(self._history)
-        data = self._history[slot]
-        held = data is not None and sequence_number(data) == seq
-        if held:
-            self._guard.first_request(seq, now - self._sent_at[slot])
-        if not self._guard.allow(seq, now):
-            return
-        if data is None or not held:
+        data = self._history[seq % len(self._history)]
+        if data is None or sequence_number(data) != seq:
             data = self._rebuild(seq)
             if data is None:
                 self.unanswered += 1
                 return
-            if self._run is not None and self._still_to_replay(seq):
-                self._sent_early.add(seq)
-                self._history[slot] = data
-                self._sent_at[slot] = now
         if self._rtx is not None:
             payload_type, ssrc = self._rtx
             data = self._writer.retransmission(data, payload_type, ssrc, self._rtx_seq)
@@ -697,13 +665,15 @@ class PacketViewer:
         if self._transmit(data):
             self.retransmitted += 1
 
-    def _still_to_replay(self, seq: int) -> bool:
-        """Whether our ``seq`` is in the part of the replay not sent yet."""
-        run = self._run
-        if run is None:
+    def _may_resend(self, seq: int) -> bool:
+        now = time.monotonic()
+        last = self._resent.get(seq)
+        if last is not None and now - last < RESEND_GUARD_S:
             return False
-        source_seq = self.map.source_seq(seq)
-        return any(p.seq == source_seq for p in run[self._run_at : self._run_end])
+        if len(self._resent) >= 2 * len(self._history):
+            self._resent = {s: t for s, t in self._resent.items() if now - t < RESEND_GUARD_S}
+        self._resent[seq] = now
+        return True
 
     def _rebuild(self, seq: int) -> bytes | None:
         source_seq = self.map.source_seq(seq)

@@ -33,9 +33,6 @@ WINDOW = 512
 MAX_TRIES = 10
 RETRY_MIN_S = 0.02
 RETRY_INITIAL_S = 0.05
-#: Bounds of :class:`ResendGuard`'s interval.
-GUARD_MIN_S = 0.01
-GUARD_MAX_S = 0.1
 
 
 @dataclass(slots=True)
@@ -105,51 +102,3 @@ class NackSchedule:
                 due.append(seq)
         self.asked += len(due)
         return due
-
-
-class ResendGuard:
-    """When a sender may send a packet again to one receiver that asks for it.
-
-    A receiver that runs behind its socket (a busy process, a burst of replayed
-    packets) asks again for a packet whose copy is already queued for it, unread.
-    A second copy then comes after the receiver moved on, and aiortc's jitter
-    buffer takes a copy 100 packets late for a restart. So a packet goes again
-    only once the receiver has had time to read the last copy: after
-    1.5 times the receiver's lag (how long after a packet was sent its first
-    request for it came, smoothed), within :data:`GUARD_MIN_S` and
-    :data:`GUARD_MAX_S`. A packet sent late on the first time (it fills a gap
-    the receiver may be asking about) counts as just sent again.
-    """
-
-    def __init__(self, limit: int = 256) -> None:
-        self.lag_s: float | None = None
-        self._last: dict[int, float] = {}
-        self._limit = limit
-
-    @property
-    def interval_s(self) -> float:
-        if self.lag_s is None:
-            return GUARD_MIN_S
-        return min(GUARD_MAX_S, max(GUARD_MIN_S, 1.5 * self.lag_s))
-
-    def first_request(self, seq: int, sent_ago_s: float) -> None:
-        """The receiver asks for ``seq``, sent ``sent_ago_s`` ago and not sent again yet."""
-        if seq in self._last:
-            return
-        prior = self.lag_s
-        self.lag_s = sent_ago_s if prior is None else prior + (sent_ago_s - prior) / 8
-
-    def sent(self, seq: int, now: float) -> None:
-        """``seq`` went out at ``now`` out of turn (late, or asked for)."""
-        self._last[seq] = now
-
-    def allow(self, seq: int, now: float) -> bool:
-        """Whether ``seq`` may go again now; if so, it counts as sent now."""
-        last = self._last.get(seq)
-        interval = self.interval_s
-        if last is not None and now - last < interval:
-            return False
-        if len(self._last) >= self._limit:
-            self._last = {s: t for s, t in self._last.items() if now - t < interval}
-        self._last[seq] = now
-        return True

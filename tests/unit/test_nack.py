@@ -2,18 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from media.nack import (
-    GUARD_MAX_S,
-    GUARD_MIN_S,
-    MAX_TRIES,
-    RETRY_INITIAL_S,
-    RETRY_MIN_S,
-    WINDOW,
-    NackSchedule,
-    ResendGuard,
-)
+from media.nack import MAX_TRIES, RETRY_INITIAL_S, RETRY_MIN_S, WINDOW, NackSchedule
 
 
 def test_a_gap_is_asked_for_at_once_and_nothing_while_none_is_missing() -> None:
@@ -81,43 +70,3 @@ def test_sequence_numbers_wrap() -> None:
     assert nacks.add(1, 0.0) == [65535, 0]
     nacks.add(0, 0.001)
     assert nacks.missing == [65535]
-
-
-def test_resend_guard_lets_a_packet_go_again_once_per_interval() -> None:
-    guard = ResendGuard()
-    assert guard.interval_s == GUARD_MIN_S
-    assert guard.allow(7, 1.0)
-    assert not guard.allow(7, 1.0 + GUARD_MIN_S / 2)  # asked again before it could arrive
-    assert guard.allow(7, 1.0 + GUARD_MIN_S + 1e-6)
-    assert guard.allow(8, 1.0)  # another packet: its own interval
-
-
-def test_resend_guard_waits_longer_for_a_receiver_that_runs_behind() -> None:
-    guard = ResendGuard()
-    guard.first_request(7, 0.030)  # asked for 30 ms after it was sent: 30 ms behind
-    assert guard.lag_s == 0.030
-    assert guard.interval_s == pytest.approx(0.045)
-    assert guard.allow(7, 1.0)
-    assert not guard.allow(7, 1.020)  # a request the receiver made before reading the copy
-    assert guard.allow(7, 1.046)
-    guard.first_request(7, 5.0)  # already sent again: not a first request, no sample
-    assert guard.lag_s == 0.030
-    for seq in range(100, 200):
-        guard.first_request(seq, 1.0)
-    assert guard.interval_s == GUARD_MAX_S  # bounded
-
-
-def test_a_packet_sent_late_counts_as_just_sent() -> None:
-    guard = ResendGuard()
-    guard.sent(9, 2.0)  # it filled a gap the receiver was asking about
-    assert not guard.allow(9, 2.001)
-    assert guard.allow(9, 2.0 + GUARD_MIN_S + 1e-6)
-
-
-def test_resend_guard_forgets_old_packets_past_its_limit() -> None:
-    guard = ResendGuard(limit=4)
-    for seq in range(4):
-        assert guard.allow(seq, 0.0)
-    assert guard.allow(10, 1.0)  # over the limit: entries older than the interval dropped
-    assert guard.allow(0, 1.0)  # forgotten, and long past its interval anyway
-    assert not guard.allow(10, 1.001)
