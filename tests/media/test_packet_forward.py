@@ -81,6 +81,21 @@ class Link:
         self.octets += payload_bytes
 
 
+def started_feed() -> Feed:
+    """A video feed whose publisher is "pub"."""
+    feed = Feed("video", VP8)
+    feed.start_source("pub")
+    return feed
+
+
+def attach(feed: Feed, link: Link | None = None, **viewer_args: int) -> tuple[Link, PacketViewer]:
+    """A packet viewer on ``link`` (a new one by default), joined to ``feed``."""
+    link = link or Link()
+    viewer = PacketViewer(feed, link, **viewer_args)
+    feed.attach_packets(viewer)
+    return link, viewer
+
+
 def push_frames(
     feed: Feed, packets: list[list[bytes]], first_seq: int = 1000, first_frame: int = 0
 ) -> int:
@@ -122,12 +137,9 @@ async def test_viewer_waits_for_a_keyframe_then_gets_every_packet_renumbered() -
 
 async def test_fresh_cache_is_replayed_squeezed_then_live_packets_follow() -> None:
     frames = packetize("libvpx", encode("libvpx", 5))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     next_seq = push_frames(feed, frames[:4])
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    link, _ = attach(feed)
     replayed = sum(len(f) for f in frames[:4])
     assert len(link.sent) == replayed and feed.cache_replays == 1
     ts = timestamps(link.sent)
@@ -142,11 +154,8 @@ async def test_fresh_cache_is_replayed_squeezed_then_live_packets_follow() -> No
 async def test_nack_is_answered_from_history_plain_or_on_rtx() -> None:
     frames = packetize("libvpx", encode("libvpx", 3))
     for rtx in (None, (101, 0x11111111)):
-        feed = Feed("video", VP8)
-        feed.start_source("pub")
-        link = Link(rtx=rtx)
-        viewer = PacketViewer(feed, link, history=8)
-        feed.attach_packets(viewer)
+        feed = started_feed()
+        link, viewer = attach(feed, Link(rtx=rtx), history=8)
         push_frames(feed, frames)
         first = link.sent[0]
         viewer.retransmit(sequence_number(first))
@@ -163,8 +172,7 @@ async def test_nack_is_answered_from_history_plain_or_on_rtx() -> None:
 
 async def test_a_socket_that_cannot_take_more_drops_packets_for_that_viewer_only() -> None:
     frames = packetize("libvpx", encode("libvpx", 3))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     stuck, fine = Link(accept=False), Link()
     viewers = [PacketViewer(feed, stuck), PacketViewer(feed, fine)]
     for viewer in viewers:
@@ -177,11 +185,8 @@ async def test_a_socket_that_cannot_take_more_drops_packets_for_that_viewer_only
 
 async def test_republish_continues_sequence_and_timestamps_from_a_keyframe() -> None:
     frames = packetize("libvpx", encode("libvpx", 3))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    feed = started_feed()
+    link, _ = attach(feed)
     push_frames(feed, frames, first_seq=100)
     before = len(link.sent)
     last_seq, last_ts = sequence_number(link.sent[-1]), timestamps(link.sent)[-1]
@@ -198,9 +203,7 @@ async def test_republish_continues_sequence_and_timestamps_from_a_keyframe() -> 
 async def test_audio_viewer_starts_at_any_packet() -> None:
     feed = Feed("audio", OPUS)
     feed.start_source("pub")
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    link, viewer = attach(feed)
     for n in range(5):
         feed.push_packet(n, n * 960, 1, b"\xfc\x00", "pub")
     assert len(link.sent) == 5 and not viewer.waiting
@@ -217,8 +220,7 @@ def push_synthetic(feed: Feed, frames: int, start: int = 0, key_at: tuple[int, .
 
 
 async def test_keyframe_is_asked_for_at_subscribe_and_serves_the_viewer_once_connected() -> None:
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     push_synthetic(feed, 70, key_at=(0,))  # a stale cache: 70 frames since the keyframe
     feed.expect_viewer()
     feed.expect_viewer()  # a second subscriber at once: still one request
@@ -232,8 +234,7 @@ async def test_keyframe_is_asked_for_at_subscribe_and_serves_the_viewer_once_con
 
 
 async def test_a_fresh_cache_needs_no_request_and_a_viewer_faster_than_the_keyframe_waits() -> None:
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     push_synthetic(feed, 10, key_at=(0,))
     feed.expect_viewer()
     assert feed.keyframes.requests == {}  # fresh enough when it connects
@@ -254,12 +255,9 @@ async def test_a_fresh_cache_needs_no_request_and_a_viewer_faster_than_the_keyfr
 
 async def test_nack_past_the_history_is_rebuilt_from_the_keyframe_cache() -> None:
     frames = packetize("libvpx", encode("libvpx", 8))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     push_frames(feed, frames[:6])
-    link = Link()
-    viewer = PacketViewer(feed, link, history=4)  # far shorter than the replay
-    feed.attach_packets(viewer)
+    link, viewer = attach(feed, history=4)  # far shorter than the replay
     replayed = list(link.sent)
     assert len(replayed) > 4
     for original in replayed[:-4]:  # gone from the history: rebuilt, byte for byte
@@ -274,11 +272,8 @@ async def test_nack_past_the_history_is_rebuilt_from_the_keyframe_cache() -> Non
 
 async def test_nack_from_before_a_restart_is_not_answered_with_the_wrong_packet() -> None:
     frames = packetize("libvpx", encode("libvpx", 3))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
-    link = Link()
-    viewer = PacketViewer(feed, link, history=2)
-    feed.attach_packets(viewer)
+    feed = started_feed()
+    link, viewer = attach(feed, history=2)
     push_frames(feed, frames, first_seq=100)
     first = sequence_number(link.sent[0])
     feed.start_source("pub2")  # a republish: the numbering restarts at the next keyframe
@@ -315,10 +310,8 @@ async def test_a_viewer_starting_at_a_late_keyframe_packet_gets_the_rest_of_it()
 
 async def test_a_packet_that_comes_twice_is_sent_on_once() -> None:
     frames = packetize("libvpx", encode("libvpx", 2))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
-    link = Link()
-    feed.attach_packets(PacketViewer(feed, link))
+    feed = started_feed()
+    link, _ = attach(feed)
     push_frames(feed, frames)
     sent = len(link.sent)
     feed.push_packet(1000, 5000, 0, frames[0][0], "pub")  # a retransmission crossing it
@@ -347,9 +340,7 @@ async def test_a_cache_too_long_to_catch_up_on_waits_for_the_keyframe() -> None:
     feed.start_source("pub")
     push_big_frame(feed, 1000)  # past CACHE_FRESH_BYTES
     assert sum(len(p.payload) for p in feed.cached_packets) > forward.CACHE_FRESH_BYTES
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    link, viewer = attach(feed)
     await asyncio.sleep(0.05)  # past the keyframe wait: still waiting, asked again
     assert viewer.waiting and link.sent == [] and feed.keyframes.requests["retry"] >= 1
     viewer.waiting_since -= forward.KEYFRAME_GIVE_UP_S  # waited long: the cache after all
@@ -359,12 +350,9 @@ async def test_a_cache_too_long_to_catch_up_on_waits_for_the_keyframe() -> None:
 
 
 async def test_a_replay_is_paced_and_live_packets_follow_it_in_order() -> None:
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     next_seq = push_big_frame(feed, 300)  # about 330 KB: several slices
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    link, viewer = attach(feed)
     first_slice = sum(len(p) - 12 for p in link.sent)
     assert 0 < first_slice < forward.REPLAY_SLICE_BYTES + 1200 and viewer.replaying
     for n in range(20):  # live packets while the replay is under way: they wait for it
@@ -384,11 +372,9 @@ async def test_a_viewer_far_behind_its_replay_restarts_at_a_keyframe(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(forward, "REPLAY_PENDING_PACKETS", 10)
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     next_seq = push_big_frame(feed, 300)
-    viewer = PacketViewer(feed, Link())
-    feed.attach_packets(viewer)
+    _, viewer = attach(feed)
     for n in range(11):
         feed.push_packet(next_seq + n, 6000, 1, VP8_DELTA_PACKET, "pub")
     assert not viewer.replaying and viewer.waiting
@@ -398,11 +384,8 @@ async def test_a_viewer_far_behind_its_replay_restarts_at_a_keyframe(
 
 async def test_nack_past_history_and_cache_is_answered_from_recent_packets() -> None:
     frames = packetize("libvpx", encode("libvpx", 6, keyframe_at=(3,)))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
-    link = Link()
-    viewer = PacketViewer(feed, link, history=2)
-    feed.attach_packets(viewer)
+    feed = started_feed()
+    link, viewer = attach(feed, history=2)
     push_frames(feed, frames)  # the cache now starts at frame 3
     first = link.sent[0]
     viewer.retransmit(sequence_number(first))
@@ -414,11 +397,8 @@ async def test_a_packet_asked_for_twice_at_once_is_sent_again_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     frames = packetize("libvpx", encode("libvpx", 2))
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    feed = started_feed()
+    link, viewer = attach(feed)
     push_frames(feed, frames)
     seq = sequence_number(link.sent[0])
     viewer.retransmit(seq)
@@ -431,12 +411,9 @@ async def test_a_packet_asked_for_twice_at_once_is_sent_again_once(
 
 
 async def test_nack_for_a_replayed_packet_is_answered_after_the_cache_moved_on() -> None:
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     next_seq = push_big_frame(feed, 100)
-    link = Link()
-    viewer = PacketViewer(feed, link, history=4)
-    feed.attach_packets(viewer)
+    link, viewer = attach(feed, history=4)
     await wait_for(lambda: not viewer.replaying)
     first = link.sent[0]
     # A new keyframe, then more than the feed's recent packets: only the replay has it.
@@ -448,12 +425,9 @@ async def test_nack_for_a_replayed_packet_is_answered_after_the_cache_moved_on()
 
 
 async def test_a_replay_under_way_stops_when_the_feed_ends_or_the_publisher_republishes() -> None:
-    feed = Feed("video", VP8)
-    feed.start_source("pub")
+    feed = started_feed()
     push_big_frame(feed, 300)
-    link = Link()
-    viewer = PacketViewer(feed, link)
-    feed.attach_packets(viewer)
+    link, viewer = attach(feed)
     assert viewer.replaying
     feed.start_source("pub2")  # a republish: what was cached is another stream's
     assert not viewer.replaying and viewer.waiting
