@@ -97,10 +97,15 @@ PLI_INTERVAL_S = 1.0
 #: Packets each viewer keeps for retransmission: about 1.5 s of 800 kbps video.
 HISTORY_PACKETS = 128
 #: A cache replay goes out this many payload bytes at a time, one slice per viewer per
-#: REPLAY_TICK_S: a burst a receiver's socket buffer and jitter buffer can take, with
-#: time between slices for its NACKs to be answered.
-REPLAY_SLICE_BYTES = 48 * 1024
+#: REPLAY_TICK_S (26 Mbit/s, about 3 packets a millisecond), after its keyframe, which
+#: goes at once. A receiver's jitter buffer (512 packets in aiortc) must not fill while
+#: one lost packet is asked for twice, nor pass 100 packets beyond a packet whose
+#: second copy is still on its way: at a faster pace, a viewer that reads its socket
+#: 20-30 ms late during the burst hits one limit or the other.
+REPLAY_SLICE_BYTES = 16 * 1024
 REPLAY_TICK_S = 0.005
+#: The first slice holds the whole keyframe, up to this size.
+REPLAY_FIRST_SLICE_BYTES = 96 * 1024
 #: Live packets held for a viewer still replaying; past this it restarts at a keyframe.
 REPLAY_PENDING_PACKETS = 4096
 #: A finished replay's run is kept this long to answer NACKs: the cache may have moved
@@ -585,15 +590,22 @@ class PacketViewer:
     def replay(self, packets: list[SourcePacket], budget: int = REPLAY_SLICE_BYTES) -> bool:
         """Start from ``packets`` (a keyframe's and what followed), squeezed to one tick apart.
 
-        Only ``budget`` bytes go at once; :meth:`pump` sends the rest. True while
-        some of it is still to send.
+        The keyframe goes at once, up to :data:`REPLAY_FIRST_SLICE_BYTES` (the first
+        picture waits for nothing), or ``budget`` bytes if more; :meth:`pump` sends
+        the rest. True while some of it is
+        still to send.
         """
         if not packets or self.ended:
             return False
         self.map.replay(packets)
         self._run, self._run_at, self._run_end = packets, 0, len(packets)
         self._pending.clear()
-        return self.pump(budget)
+        keyframe_bytes = 0
+        for packet in packets:
+            if packet.timestamp != packets[0].timestamp:
+                break
+            keyframe_bytes += len(packet.payload)
+        return self.pump(max(budget, min(keyframe_bytes, REPLAY_FIRST_SLICE_BYTES)))
 
     def pump(self, budget: int = REPLAY_SLICE_BYTES) -> bool:
         """Send up to ``budget`` bytes more of the replay; True while some is left."""

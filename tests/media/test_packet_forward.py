@@ -354,7 +354,7 @@ async def test_a_replay_is_paced_and_live_packets_follow_it_in_order() -> None:
     next_seq = push_big_frame(feed, 300)  # about 330 KB: several slices
     link, viewer = attach(feed)
     first_slice = sum(len(p) - 12 for p in link.sent)
-    assert 0 < first_slice < forward.REPLAY_SLICE_BYTES + 1200 and viewer.replaying
+    assert 0 < first_slice < forward.REPLAY_FIRST_SLICE_BYTES + 1200 and viewer.replaying
     for n in range(20):  # live packets while the replay is under way: they wait for it
         feed.push_packet(next_seq + n, 6000, int(n == 19), b"\x10" + bytes([n]) * 50, "pub")
     assert len(link.sent) < 300
@@ -365,6 +365,24 @@ async def test_a_replay_is_paced_and_live_packets_follow_it_in_order() -> None:
     assert [p[12:] for p in link.sent[300:]] == [b"\x10" + bytes([n]) * 50 for n in range(20)]
     feed.push_packet(next_seq + 20, 9000, 1, VP8_DELTA_PACKET, "pub")  # live again: at once
     assert len(link.sent) == 321
+    feed.end()
+
+
+async def test_a_replay_sends_its_keyframe_at_once_and_the_rest_in_slices() -> None:
+    feed = started_feed()
+    next_seq = push_big_frame(feed, 40)  # a keyframe of about 44 KB
+    for frame in range(1, 11):  # ten frames of 10 packets after it
+        for n in range(10):
+            seq = next_seq + 10 * (frame - 1) + n
+            feed.push_packet(seq, 3000 + 3000 * frame, int(n == 9), b"\x10" + b"\x00" * 1110, "pub")
+    link, viewer = attach(feed)
+    assert len(link.sent) == 40 and viewer.replaying  # the keyframe, whole, and no more
+    sent = len(link.sent)
+    await wait_for(lambda: len(link.sent) > sent)
+    second_slice = sum(len(p) - 12 for p in link.sent[sent:])
+    assert 0 < second_slice < forward.REPLAY_SLICE_BYTES + 1200
+    await wait_for(lambda: not viewer.replaying)
+    assert len(link.sent) == 140
     feed.end()
 
 
