@@ -1,17 +1,18 @@
-"""``python -m media.bench``: the SFU's forwarding against aiortc's ``MediaRelay``, measured alike.
+"""``python -m media.bench``: the SFU's forwarding against ``MediaRelay`` and Janus, measured alike.
 
 Run it inside a private network namespace (it refuses to run elsewhere):
 
     unshare --net sh -c 'ip link set lo up && python3 -m media.bench'
 
 For each mode (``sfu``: this package; ``relay``: ``MediaRelay``, which decodes
-the publisher once and re-encodes per viewer) it starts the real room server
-in its own process, publishes a 640x360 30 fps VP8 stream (a band of
-``--noise-rows`` random rows makes the encoder spend its bitrate, capped at
-``--kbps``, 800 by default as in the issue's scenario) plus Opus from this
-process, reports the bitrate and packet rate it really sent,
-and then measures, with viewers in separate processes speaking the room
-protocol:
+the publisher once and re-encodes per viewer; ``janus``: Janus 1.1's VideoRoom,
+the C SFU the issue compares against, see :mod:`media.janus`) it starts the
+server (for ``sfu`` and ``relay`` the real room server) in its own process,
+publishes a 640x360 30 fps VP8 stream (a band of ``--noise-rows`` random rows
+makes the encoder spend its bitrate, capped at ``--kbps``, 800 by default as
+in the issue's scenario) plus Opus from this process, reports the bitrate and
+packet rate it really sent, and then measures, with viewers in separate processes speaking the room
+protocol (or Janus's API):
 
 * server CPU (from ``/proc/PID/stat``, all threads) and RSS with 0, 1, 8, 32
   and 64 viewers, after every viewer received video, over ``--window``
@@ -38,7 +39,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +50,7 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.stats import RTCOutboundRtpStreamStats
 
-from media import hooks
+from media import hooks, janus
 from media.ice import IcePolicy
 from media.peers import Publisher, Viewer
 from roomserver import config
@@ -69,6 +70,9 @@ NOISE_ROWS = 16
 #: The publisher's video bitrate cap, kbit/s: the issue's scenario.
 KBPS = 800
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+#: Sends the publisher's offer to the server under test; returns its answer.
+Publish = Callable[[str], Awaitable[str]]
 
 
 # -- the baseline: aiortc's MediaRelay behind the same node --------------------------------
@@ -186,22 +190,81 @@ async def _line() -> str:
 # -- viewer process --------------------------------------------------------------------------
 
 
-async def view(url: str, count: int, decode: bool, frames: int, noise: int) -> None:
+class RoomSubscriptions:
+    """Viewers subscribing through the room protocol: offer, ``rtc.subscribe``, answer."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.clients: list[RoomClient] = []
+
+    async def join(self, count: int) -> None:
+        tag = f"p{os.getpid()}"
+        for n in range(count):
+            token = mint_token(SECRET, room=ROOM, user=f"{tag}-{n}", name="Viewer", role="member")
+            client = await RoomClient.connect(self.url)
+            await client.request("join", room=ROOM, token=token)
+            self.clients.append(client)
+
+    async def subscribe(self, n: int, viewer: Viewer, sent: list[float]) -> float:
+        """Subscribe ``viewer``, noting in ``sent[n]`` when it asked; seconds to the answer."""
+        offer = await viewer.offer()
+        sent[n] = time.monotonic()
+        reply = await self.clients[n].request(
+            "rtc.subscribe", room=ROOM, publisher="host", sdp=offer, timeout=60
+        )
+        answered = time.monotonic() - sent[n]
+        await viewer.accept(reply["sdp"])
+        return answered
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
+class JanusSubscriptions:
+    """Viewers subscribing to Janus's VideoRoom: join, Janus's offer, our answer, start.
+
+    The viewer makes its answer (and gathers) after the clock starts, where a
+    viewer of our SFU makes its offer before: Janus's figures include it.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http: aiohttp.ClientSession | None = None
+        self.session: janus.JanusSession | None = None
+
+    async def join(self, count: int) -> None:
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        self.session = await janus.JanusSession.create(self.http, self.url)
+
+    async def subscribe(self, n: int, viewer: Viewer, sent: list[float]) -> float:
+        assert self.session is not None
+        sent[n] = time.monotonic()
+        handle, offer = await janus.subscribe_offer(self.session)
+        answered = time.monotonic() - sent[n]
+        await janus.start(self.session, handle, await viewer.answer(offer))
+        return answered
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+        if self.http is not None:
+            await self.http.close()
+
+
+async def view(
+    url: str, count: int, decode: bool, frames: int, noise: int, to_janus: bool = False
+) -> None:
     """Join ``count`` viewers; on GO subscribe all at once; on STOP report and leave.
 
     With ``frames`` > 0 a viewer hangs up after that many frames, so that 20
     decoders starting at once do not starve the machine for the whole run.
     """
-    tag = f"p{os.getpid()}"
-    clients = []
-    for n in range(count):
-        token = mint_token(SECRET, room=ROOM, user=f"{tag}-{n}", name="Viewer", role="member")
-        client = await RoomClient.connect(url)
-        await client.request("join", room=ROOM, token=token)
-        clients.append(client)
+    path = JanusSubscriptions(url) if to_janus else RoomSubscriptions(url)
+    await path.join(count)
     print("JOINED", flush=True)
     assert await _line() == "GO"
-    viewers = [Viewer(decode=decode, addresses=LOOPBACK, noise_rows=noise) for _ in clients]
+    viewers = [Viewer(decode=decode, addresses=LOOPBACK, noise_rows=noise) for _ in range(count)]
     sent = [0.0] * count
     answered = [math.nan] * count
     connected = [math.nan] * count
@@ -214,13 +277,7 @@ async def view(url: str, count: int, decode: bool, frames: int, noise: int) -> N
         viewer.pc.on("connectionstatechange", functools.partial(on_state, n))
 
     async def subscribe(n: int) -> None:
-        offer = await viewers[n].offer()
-        sent[n] = time.monotonic()
-        reply = await clients[n].request(
-            "rtc.subscribe", room=ROOM, publisher="host", sdp=offer, timeout=60
-        )
-        answered[n] = time.monotonic() - sent[n]
-        await viewers[n].accept(reply["sdp"])
+        answered[n] = await path.subscribe(n, viewers[n], sent)
         if frames:
             with contextlib.suppress(TimeoutError):
                 await viewers[n].wait_frames(frames, 60)
@@ -252,8 +309,7 @@ async def view(url: str, count: int, decode: bool, frames: int, noise: int) -> N
     print("RESULT " + json.dumps(report), flush=True)
     for viewer in viewers:
         await viewer.close()
-    for client in clients:
-        await client.close()
+    await path.close()
 
 
 # -- orchestration ---------------------------------------------------------------------------
@@ -355,6 +411,7 @@ async def viewers(
     frames: int = 0,
     per_process: int = VIEWERS_PER_PROCESS,
     noise: int = NOISE_ROWS,
+    to_janus: bool = False,
 ) -> list[Child]:
     """Start ``total`` viewers over a few processes; return once all have joined."""
     children = []
@@ -375,6 +432,7 @@ async def viewers(
                 str(frames),
                 "--noise-rows",
                 str(noise),
+                *(["--janus"] if to_janus else []),
             )
         )
     await asyncio.gather(*(c.expect("JOINED") for c in children))
@@ -409,6 +467,50 @@ async def sent_by(publisher: Publisher) -> tuple[int, int, int]:
     return packets, video_packets, video_bytes
 
 
+@contextlib.asynccontextmanager
+async def serving(mode: str, kbps: int) -> AsyncIterator[tuple[int, str, Publish]]:
+    """The server of ``mode`` until the block ends: its pid, the viewers' URL, how to publish."""
+    if mode == "janus":
+        if not janus.available():
+            raise SystemExit("mode janus: no janus here (apt-get install janus)")
+        port = janus.free_port()
+        url = f"http://127.0.0.1:{port}/janus"
+        async with janus.running(port) as process, aiohttp.ClientSession() as http:
+            session = await janus.JanusSession.create(http, url)
+            try:
+                await janus.create_room(session, kbps * 1000)
+                yield process.pid, url, functools.partial(janus.publish, session)
+            finally:
+                await session.close()
+        return
+    server = await Child.start("serve", "--mode", mode)
+    try:
+        port = int(await server.expect("PORT"))
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {SECRET}"}
+            async with http.post(
+                f"http://127.0.0.1:{port}/api/rooms",
+                json={"id": ROOM, "title": "bench"},
+                headers=headers,
+            ) as resp:
+                assert resp.status == 201, await resp.text()
+        host = await RoomClient.connect(f"ws://127.0.0.1:{port}/ws")
+        token = mint_token(SECRET, room=ROOM, user="host", name="Host", role="host")
+        await host.request("join", room=ROOM, token=token)
+
+        async def publish(offer: str) -> str:
+            reply = await host.request("rtc.publish", room=ROOM, sdp=offer)
+            answer: str = reply["sdp"]
+            return answer
+
+        try:
+            yield server.proc.pid, f"ws://127.0.0.1:{port}/ws", publish
+        finally:
+            await host.close()
+    finally:
+        await server.finish()
+
+
 async def run_mode(
     mode: str,
     counts: Sequence[int],
@@ -417,21 +519,23 @@ async def run_mode(
     noise: int = NOISE_ROWS,
     kbps: int = KBPS,
 ) -> dict[str, Any]:
-    server = await Child.start("serve", "--mode", mode)
-    port = int(await server.expect("PORT"))
-    base = f"http://127.0.0.1:{port}"
-    url = f"ws://127.0.0.1:{port}/ws"
-    pid = server.proc.pid
+    async with serving(mode, kbps) as (pid, url, publish):
+        return await _measure(mode, pid, url, publish, counts, window, log, noise, kbps)
+
+
+async def _measure(
+    mode: str,
+    pid: int,
+    url: str,
+    publish: Publish,
+    counts: Sequence[int],
+    window: float,
+    log: Callable[[str], None],
+    noise: int,
+    kbps: int,
+) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": mode, "cpu": {}}
-    async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {SECRET}"}
-        async with http.post(
-            f"{base}/api/rooms", json={"id": ROOM, "title": "bench"}, headers=headers
-        ) as resp:
-            assert resp.status == 201, await resp.text()
-    host = await RoomClient.connect(url)
-    token = mint_token(SECRET, room=ROOM, user="host", name="Host", role="host")
-    await host.request("join", room=ROOM, token=token)
+    to_janus = mode == "janus"
     publisher = Publisher(
         "VP8",
         width=WIDTH,
@@ -442,13 +546,12 @@ async def run_mode(
         addresses=LOOPBACK,
     )
     try:
-        reply = await host.request("rtc.publish", room=ROOM, sdp=await publisher.offer())
-        await publisher.accept(reply["sdp"])
+        await publisher.accept(await publish(await publisher.offer()))
         await asyncio.sleep(3)
         out["cpu"][0] = await sample_cpu(pid, window)
         log(f"{mode}: 0 viewers {out['cpu'][0]}")
         for count in counts:
-            children = await viewers(url, count, decode=False, noise=noise)
+            children = await viewers(url, count, decode=False, noise=noise, to_janus=to_janus)
             started = time.monotonic()
             await go(children)
             ready = time.monotonic() - started
@@ -481,7 +584,9 @@ async def run_mode(
             await asyncio.sleep(2)
 
         # 20 viewers subscribe at once, decode a few frames and hang up.
-        children = await viewers(url, 20, decode=True, frames=5, per_process=5, noise=noise)
+        children = await viewers(
+            url, 20, decode=True, frames=5, per_process=5, noise=noise, to_janus=to_janus
+        )
         await go(children)
         joined = await stop(children)
         firsts = [v["first_frame_s"] for v in joined if v["first_frame_s"] is not None]
@@ -489,7 +594,7 @@ async def run_mode(
         connects = [v["connected_s"] for v in joined if not math.isnan(v["connected_s"])]
         await asyncio.sleep(2)
         # Two viewers decode for a while: capture-to-decode latency once caught up.
-        children = await viewers(url, 2, decode=True, noise=noise)
+        children = await viewers(url, 2, decode=True, noise=noise, to_janus=to_janus)
         await go(children)
         await asyncio.sleep(window + 2)
         got = await stop(children)
@@ -518,8 +623,6 @@ async def run_mode(
         log(f"{mode}: join {out['join']}")
     finally:
         await publisher.close()
-        await host.close()
-        await server.finish()
     return out
 
 
@@ -589,7 +692,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command")
     run_p = sub.add_parser("run", help="the whole comparison (default)")
     for p in (parser, run_p):
-        p.add_argument("--modes", default="sfu,relay", help="comma-separated: sfu, relay")
+        p.add_argument("--modes", default="sfu,relay", help="comma-separated: sfu, relay, janus")
         p.add_argument("--viewers", default="1,8,32,64", help="viewer counts for the CPU figure")
         p.add_argument("--window", type=float, default=6.0, help="seconds per CPU sample")
         p.add_argument(
@@ -609,12 +712,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     view_p.add_argument("--decode", choices=("True", "False"), required=True)
     view_p.add_argument("--frames", type=int, default=0, help="hang up after this many frames")
     view_p.add_argument("--noise-rows", type=int, default=NOISE_ROWS)
+    view_p.add_argument("--janus", action="store_true", help="--url is Janus's HTTP API")
     args = parser.parse_args(argv)
     job: Coroutine[Any, Any, None]
     if args.command == "serve":
         job = serve(args.mode)
     elif args.command == "view":
-        job = view(args.url, args.count, args.decode == "True", args.frames, args.noise_rows)
+        job = view(
+            args.url, args.count, args.decode == "True", args.frames, args.noise_rows, args.janus
+        )
     else:
         counts = [int(c) for c in args.viewers.split(",")]
         job = run(args.modes.split(","), counts, args.window, args.noise_rows, args.kbps)

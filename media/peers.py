@@ -256,6 +256,15 @@ class Viewer:
     async def accept(self, answer: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
+    async def answer(self, offer: str) -> str:
+        """Answer a server's offer: Janus offers to its subscribers (the bench's baseline)."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        answer = await self.pc.createAnswer()
+        with hooks.host_addresses(self.addresses):
+            await self.pc.setLocalDescription(answer)
+        sdp: str = self.pc.localDescription.sdp
+        return sdp
+
     async def wait_frames(self, count: int, timeout: float) -> None:
         """Wait until ``count`` video frames arrived (decoded, or encoded when not decoding)."""
         async with asyncio.timeout(timeout):
