@@ -139,11 +139,15 @@ async def serve_forever(settings: Settings, context: ssl.SSLContext | None = Non
         await _demo(app, settings)
     out.flush()
     gcstats.freeze_startup_objects()  # start-up is over: full collections skip it all
+    node = app[NODE_KEY]
+    full_collections = gcstats.FullCollections(lambda: node.last_join_at)
+    full_collections.start()  # and they wait for a moment without joins
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    full_collections.stop()
     await runner.cleanup()
 
 

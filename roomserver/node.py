@@ -151,6 +151,8 @@ class Node:
         self._conn_count = 0
         self._throttles: dict[tuple[str, str], Throttle] = {}
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        #: time.monotonic() of the last join request: full collections wait for a lull.
+        self.last_join_at = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self._presence_sent: dict[str, int] = {}
         self.recordings: dict[str, RoomRecording] = {}
@@ -300,6 +302,7 @@ class Node:
     # -- join and leave -------------------------------------------------------------
 
     async def _join(self, conn: Conn, req: m.Join) -> dict[str, Any]:
+        self.last_join_at = time.monotonic()
         wait = self._join_buckets.take(conn.peer, self.clock.mono())
         if wait > 0:
             raise RateLimited(_retry_ms(wait), "too many joins from this address")
