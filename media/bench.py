@@ -11,8 +11,8 @@ server (for ``sfu`` and ``relay`` the real room server) in its own process,
 publishes a 640x360 30 fps VP8 stream (a band of ``--noise-rows`` random rows
 makes the encoder spend its bitrate, capped at ``--kbps``, 800 by default as
 in the issue's scenario) plus Opus from this process, reports the bitrate and
-packet rate it really sent, and then measures, with viewers in separate processes speaking the room
-protocol (or Janus's API):
+packet rate it really sent, and then measures, with viewers in separate
+processes speaking the room protocol (or Janus's API):
 
 * server CPU (from ``/proc/PID/stat``, all threads) and RSS with 0, 1, 8, 32
   and 64 viewers, after every viewer received video, over ``--window``
@@ -535,7 +535,7 @@ async def _measure(
     kbps: int,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"mode": mode, "cpu": {}}
-    to_janus = mode == "janus"
+    start_viewers = functools.partial(viewers, url, noise=noise, to_janus=mode == "janus")
     publisher = Publisher(
         "VP8",
         width=WIDTH,
@@ -551,7 +551,7 @@ async def _measure(
         out["cpu"][0] = await sample_cpu(pid, window)
         log(f"{mode}: 0 viewers {out['cpu'][0]}")
         for count in counts:
-            children = await viewers(url, count, decode=False, noise=noise, to_janus=to_janus)
+            children = await start_viewers(count, decode=False)
             started = time.monotonic()
             await go(children)
             ready = time.monotonic() - started
@@ -584,9 +584,7 @@ async def _measure(
             await asyncio.sleep(2)
 
         # 20 viewers subscribe at once, decode a few frames and hang up.
-        children = await viewers(
-            url, 20, decode=True, frames=5, per_process=5, noise=noise, to_janus=to_janus
-        )
+        children = await start_viewers(20, decode=True, frames=5, per_process=5)
         await go(children)
         joined = await stop(children)
         firsts = [v["first_frame_s"] for v in joined if v["first_frame_s"] is not None]
@@ -594,7 +592,7 @@ async def _measure(
         connects = [v["connected_s"] for v in joined if not math.isnan(v["connected_s"])]
         await asyncio.sleep(2)
         # Two viewers decode for a while: capture-to-decode latency once caught up.
-        children = await viewers(url, 2, decode=True, noise=noise, to_janus=to_janus)
+        children = await start_viewers(2, decode=True)
         await go(children)
         await asyncio.sleep(window + 2)
         got = await stop(children)

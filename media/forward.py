@@ -592,8 +592,7 @@ class PacketViewer:
 
         The keyframe goes at once, up to :data:`REPLAY_FIRST_SLICE_BYTES` (the first
         picture waits for nothing), or ``budget`` bytes if more; :meth:`pump` sends
-        the rest. True while some of it is
-        still to send.
+        the rest. True while some of it is still to send.
         """
         if not packets or self.ended:
             return False

@@ -202,18 +202,23 @@ class JanusSession:
     def _transaction(self) -> str:
         return f"t{os.getpid()}-{next(self._transactions)}"
 
-    async def attach(self) -> int:
-        body = {"janus": "attach", "plugin": "janus.plugin.videoroom"}
-        reply = await _post(
-            self._http, f"{self._url}/{self.id}", {**body, "transaction": self._transaction()}
+    async def _send(
+        self, message: dict[str, Any], handle: int | None = None, transaction: str | None = None
+    ) -> dict[str, Any]:
+        """POST ``message`` to this session (or its ``handle``) under a new transaction."""
+        path = f"{self._url}/{self.id}" if handle is None else f"{self._url}/{self.id}/{handle}"
+        return await _post(
+            self._http, path, {**message, "transaction": transaction or self._transaction()}
         )
+
+    async def attach(self) -> int:
+        reply = await self._send({"janus": "attach", "plugin": "janus.plugin.videoroom"})
         handle: int = reply["data"]["id"]
         return handle
 
     async def request(self, handle: int, body: dict[str, Any]) -> dict[str, Any]:
         """A synchronous VideoRoom request (``create``, ...): its plugin data."""
-        message = {"janus": "message", "body": body, "transaction": self._transaction()}
-        reply = await _post(self._http, f"{self._url}/{self.id}/{handle}", message)
+        reply = await self._send({"janus": "message", "body": body}, handle)
         data: dict[str, Any] = reply["plugindata"]["data"]
         if "error" in data:
             raise JanusError(data["error"])
@@ -226,11 +231,11 @@ class JanusSession:
         transaction = self._transaction()
         waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[transaction] = waiting
-        message: dict[str, Any] = {"janus": "message", "body": body, "transaction": transaction}
+        message: dict[str, Any] = {"janus": "message", "body": body}
         if jsep is not None:
             message["jsep"] = jsep
         try:
-            await _post(self._http, f"{self._url}/{self.id}/{handle}", message)
+            await self._send(message, handle, transaction)
             event = await asyncio.wait_for(waiting, 30)
         finally:
             self._waiting.pop(transaction, None)
@@ -257,11 +262,7 @@ class JanusSession:
         self._poll.cancel()
         await asyncio.gather(self._poll, return_exceptions=True)
         with contextlib.suppress(aiohttp.ClientError, JanusError):
-            await _post(
-                self._http,
-                f"{self._url}/{self.id}",
-                {"janus": "destroy", "transaction": self._transaction()},
-            )
+            await self._send({"janus": "destroy"})
 
 
 async def _post(http: aiohttp.ClientSession, url: str, message: dict[str, Any]) -> dict[str, Any]:
