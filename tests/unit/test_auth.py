@@ -191,3 +191,127 @@ def test_a_token_whose_role_was_edited_is_refused() -> None:
     forged = ".".join((header, forged_payload, signature))
     with pytest.raises(Unauthorized):
         verify_token(SECRET, forged, "r")
+
+
+# -- the join-path verifier against PyJWT ----------------------------------------------
+
+
+def pyjwt_accepts(token: str) -> bool:
+    try:
+        jwt.decode(token, SECRET, algorithms=["HS256"], options={"require": list(REQUIRED)})
+    except jwt.InvalidTokenError:
+        return False
+    return True
+
+
+def ours_accepts(token: str) -> bool:
+    try:
+        verify_token(SECRET, token, "r1")
+    except Unauthorized:
+        return False
+    return True
+
+
+REQUIRED = ("sub", "name", "room", "role", "exp")
+NOW = int(time.time())
+HEADER = {"alg": "HS256", "typ": "JWT"}
+# Claim sets around each rule PyJWT applies (no leeway): each is signed correctly, so
+# only the claims decide.
+CLAIM_CASES: list[dict[str, Any]] = [
+    claims(),
+    claims(exp=NOW - 1),
+    claims(exp=NOW + 1),
+    claims(exp=str(NOW + 100)),
+    claims(iat=NOW - 10),
+    claims(iat=NOW + 100),
+    claims(iat="soon"),
+    claims(nbf=NOW - 10),
+    claims(nbf=NOW + 100),
+    claims(nbf=[1]),
+    claims(aud="someone"),
+    claims(aud=""),
+    claims(jti="abc"),
+    claims(jti=5),
+    claims(iss="anyone"),
+]
+
+
+@pytest.mark.parametrize("body", CLAIM_CASES)
+def test_claim_rules_agree_with_pyjwt(body: dict[str, Any]) -> None:
+    token = hand_token(HEADER, body, SECRET)
+    # PyJWT before 2.10 turned a numeric string into a number, later ones refuse it;
+    # ours wants a JSON number whatever PyJWT version is installed.
+    if isinstance(body.get("exp"), str):
+        assert not ours_accepts(token)
+    else:
+        assert ours_accepts(token) == pyjwt_accepts(token)
+
+
+def test_the_claim_cases_include_both_outcomes() -> None:
+    outcomes = {pyjwt_accepts(hand_token(HEADER, body, SECRET)) for body in CLAIM_CASES}
+    assert outcomes == {True, False}
+
+
+def mutations(token: str) -> list[str]:
+    """Every token one character edit away in the signed part, plus cut and padded forms."""
+    out = []
+    for i, char in enumerate(token):
+        for replacement in ("A", "_", "=", "."):
+            if replacement != char:
+                out.append(token[:i] + replacement + token[i + 1 :])
+    out += [token[:-1], token + "=", token + "A", token + "."]
+    out += ["." + token, token.replace(".", "..", 1)]
+    return out
+
+
+def test_whatever_ours_accepts_pyjwt_accepts() -> None:
+    token = mint_token(SECRET, room="r1", user="u1", name="Ann", role="member")
+    accepted = [t for t in mutations(token) if ours_accepts(t)]
+    assert all(pyjwt_accepts(t) for t in accepted)
+    # Only edits that decode to the same bytes can pass: the last signature character's
+    # unused low bits. Anything else fails the signature.
+    assert len(accepted) <= 4
+    assert ours_accepts(token)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"alg": "HS256", "crit": ["exp"]},
+        {"alg": "HS256", "b64": False},
+        {"alg": "hs256"},
+        {"typ": "JWT"},
+    ],
+)
+def test_unusual_headers_are_refused(header: dict[str, Any]) -> None:
+    """Signed with HS256 and the right secret, yet refused for the header alone."""
+    signing_input = f"{b64url(orjson.dumps(header))}.{b64url(orjson.dumps(claims()))}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    with pytest.raises(Unauthorized, match="invalid token"):
+        verify_token(SECRET, f"{signing_input}.{b64url(signature)}", "r1")
+
+
+@pytest.mark.parametrize("edit", ["%", " ", "+", "/", "\u00e9"])
+def test_characters_outside_base64url_are_refused(edit: str) -> None:
+    token = mint_token(SECRET, room="r1", user="u1", name="Ann", role="member")
+    header, payload, signature = token.split(".")
+    forgeries = (f"{header}.{payload}.{signature}{edit}", f"{header}{edit}.{payload}.{signature}")
+    for forged in forgeries:
+        with pytest.raises(Unauthorized, match="invalid token"):
+            verify_token(SECRET, forged, "r1")
+
+
+def test_a_huge_token_is_refused_unread() -> None:
+    body = claims(pad="x" * 5000)
+    token = hs256(body)
+    assert pyjwt_accepts(token)
+    with pytest.raises(Unauthorized, match="too long"):
+        verify_token(SECRET, token, "r1")
+
+
+@pytest.mark.parametrize("payload", [b"[1, 2]", b"not json", b'"text"'])
+def test_a_payload_that_is_not_an_object_is_refused(payload: bytes) -> None:
+    signing_input = f"{b64url(orjson.dumps(HEADER))}.{b64url(payload)}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    with pytest.raises(Unauthorized, match="invalid token"):
+        verify_token(SECRET, f"{signing_input}.{b64url(signature)}", "r1")
