@@ -141,6 +141,8 @@ class Node:
             settings.webhook, settings.secret, retry_s=settings.webhook_retry_s
         )
         self.rooms: dict[str, RoomState] = {}
+        #: rooms being read from the broker: the joins that arrive meanwhile share one read
+        self._loading: dict[str, asyncio.Future[RoomState]] = {}
         self._chat_buckets = KeyedBuckets(settings.chat_rate, settings.chat_burst)
         self._request_buckets = KeyedBuckets(settings.request_rate, settings.request_burst)
         rate = settings.joins_per_ip_rate
@@ -339,9 +341,25 @@ class Node:
             raise
 
     async def _room(self, room_id: str) -> RoomState:
+        """This node's state of ``room_id``, read from the broker once however many
+        joins ask for it at the same time (the first wave after a start would otherwise
+        make a broker call, and open a Redis connection, per member)."""
         state = self.rooms.get(room_id)
         if state is not None:
             return state
+        loading = self._loading.get(room_id)
+        if loading is None:
+            loading = self._loading[room_id] = asyncio.ensure_future(self._load_room(room_id))
+            loading.add_done_callback(lambda done: self._loaded(room_id, done))
+        return await asyncio.shield(loading)
+
+    def _loaded(self, room_id: str, done: asyncio.Future[RoomState]) -> None:
+        if self._loading.get(room_id) is done:
+            del self._loading[room_id]
+        if not done.cancelled():
+            done.exception()  # retrieved: every waiter may have gone
+
+    async def _load_room(self, room_id: str) -> RoomState:
         info = await self.broker.get_room(room_id)
         if info is None:
             raise NotFound(f"room {room_id!r} does not exist")
