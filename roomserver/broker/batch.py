@@ -1,10 +1,12 @@
-"""Script calls made in one event-loop tick go to Redis as one pipeline.
+"""Script calls (and publishes) made in one event-loop tick go to Redis as one pipeline.
 
 A join burst makes hundreds of script calls a second on a node. Alone, each
 costs the node about 70-90 µs of redis-py (a pooled connection, a timeout, a
 round trip, a parse); in a pipeline of a few dozen, about 15 µs. So the hot
 scripts (a member joining, the join snapshot) are queued and sent together
-once per loop tick, on one connection, in the order they were called.
+once per loop tick, on one connection, in the order they were called. Plain
+commands (``PUBLISH`` of member events) may join the same pipeline: alone, each
+would also take a pooled connection, and in a burst open new ones.
 
 Each caller still gets its own result or its own error. A script Redis does
 not know (``NOSCRIPT``: Redis restarted or its scripts were flushed) is sent
@@ -23,7 +25,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
-_Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+#: (script, keys, args, future); a plain command has no script and its words as args.
+_Call = tuple[AsyncScript | None, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
 
 class ScriptBatcher:
@@ -41,6 +44,15 @@ class ScriptBatcher:
         self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
     ) -> asyncio.Future[Any]:
         """Run ``script`` with ``keys`` and ``args`` in this tick's pipeline."""
+        return self._queued(script, keys, args)
+
+    def command(self, *words: Any) -> asyncio.Future[Any]:
+        """Run a plain command (e.g. ``PUBLISH channel data``) in this tick's pipeline."""
+        return self._queued(None, (), words)
+
+    def _queued(
+        self, script: AsyncScript | None, keys: Sequence[Any], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         if not self._queue:
@@ -61,7 +73,10 @@ class ScriptBatcher:
         self.calls += len(batch)
         pipe = self._client.pipeline(transaction=False)
         for script, keys, args, _ in batch:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            if script is None:
+                pipe.execute_command(*args)
+            else:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
             results = await pipe.execute(raise_on_error=False)
         except Exception as exc:
@@ -76,7 +91,7 @@ class ScriptBatcher:
         for (script, keys, args, future), result in zip(batch, results, strict=True):
             if future.done():  # its caller gave up (cancelled)
                 continue
-            if isinstance(result, NoScriptError):
+            if isinstance(result, NoScriptError) and script is not None:
                 await self._alone(script, keys, args, future)
             elif isinstance(result, Exception):
                 future.set_exception(result)

@@ -294,6 +294,9 @@ def shard_index(room: str, shards: int) -> int:
 #: (262 refused as unavailable); the wait now outlasts such a burst.
 POOL_SIZE = 64
 POOL_WAIT_S = 20.0
+#: Connections opened at start, so the first burst of joins does not pay for opening
+#: them (a connect and a HELLO each); a two-node join burst grew each pool to its size.
+WARM_CONNECTIONS = 16
 
 #: How long ``subscribe`` waits for Redis to confirm a room's subscription. Until it
 #: does, a message published from another connection may be processed first and
@@ -326,6 +329,7 @@ class _Shard:
     batcher: ScriptBatcher
     pubsub: PubSub | None = None
     reader: asyncio.Task[None] | None = None
+    warming: asyncio.Task[None] | None = None
     connected: bool = False
     ever_connected: bool = False
     #: subscriptions waiting for Redis to confirm them, by channel
@@ -415,10 +419,29 @@ class RedisBroker:
         loop = asyncio.get_running_loop()
         for shard in self._shards:
             shard.reader = loop.create_task(self._read_forever(shard))
+            shard.warming = loop.create_task(self._warm(shard))
+
+    async def _warm(self, shard: _Shard) -> None:
+        """Open ``WARM_CONNECTIONS`` pooled connections now; a Redis that is away is left
+        to the subscription's reconnects, and the pool opens connections as needed."""
+        pool = shard.client.connection_pool
+        held = []
+        try:
+            for _ in range(WARM_CONNECTIONS):
+                held.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+        except (RedisError, OSError) as exc:
+            log.debug("redis pool not warmed shard=%d: %s", shard.index, exc)
+        finally:
+            for connection in held:
+                await pool.release(connection)
 
     async def close(self) -> None:
         self._closed = True
         for shard in self._shards:
+            if shard.warming is not None:
+                shard.warming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shard.warming
             if shard.reader is not None:
                 shard.reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -529,7 +552,8 @@ class RedisBroker:
                 await self._call(pubsub.unsubscribe(self._channel(room)))
 
     async def publish(self, room: str, envelope: Envelope) -> None:
-        await self._call(self._db(room).publish(self._channel(room), _wrap(envelope)))
+        batcher = self._shard(room).batcher
+        await self._call(batcher.command("PUBLISH", self._channel(room), _wrap(envelope)))
 
     async def _read_forever(self, shard: _Shard) -> None:
         """Keep one shard's subscription alive; resubscribe and catch up after outages."""

@@ -82,3 +82,47 @@ async def test_an_unreachable_redis_fails_every_call_of_the_pipeline() -> None:
     )
     assert all(isinstance(o, (RedisConnectionError, OSError)) for o in outcomes)
     await redis.aclose()
+
+
+async def test_a_publish_goes_in_the_same_pipeline_in_call_order(client: aioredis.Redis) -> None:
+    batcher = ScriptBatcher(client)
+    incr = client.register_script(INCR)
+    await incr(keys=["p"], args=[0])
+    pubsub = client.pubsub()
+    await pubsub.subscribe("room-ch")
+    assert (await pubsub.get_message(timeout=1.0))["type"] == "subscribe"  # type: ignore[index]
+    outcomes = await asyncio.gather(
+        batcher.call(incr, ["p"], [1]),
+        batcher.command("PUBLISH", "room-ch", b"first"),
+        batcher.call(incr, ["p"], [1]),
+        batcher.command("PUBLISH", "room-ch", b"second"),
+    )
+    assert outcomes == [1, 1, 2, 1]  # a PUBLISH answers how many subscribers got it
+    assert batcher.pipelines == 1 and batcher.calls == 4
+    received = []
+    for _ in range(20):  # bounded: both messages are already on their way
+        message = await pubsub.get_message(timeout=0.5)
+        if message is not None and message["type"] == "message":
+            received.append(message["data"])
+        if len(received) == 2:
+            break
+    assert received == [b"first", b"second"]
+    await pubsub.aclose()
+
+
+async def test_a_started_redis_broker_opens_its_warm_connections(redis_server: RedisServer) -> None:
+    from roomserver.broker.redis import WARM_CONNECTIONS, RedisBroker
+
+    broker = RedisBroker(redis_server.url, "warm-node", prefix="warm")
+    pool = broker._shards[0].client.connection_pool
+    assert len(pool._available_connections) == 0  # type: ignore[attr-defined]
+    await broker.start()
+    try:
+        for _ in range(100):  # bounded: opening 16 connections takes milliseconds
+            if len(pool._available_connections) >= WARM_CONNECTIONS:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.02)
+        idle = [c for c in pool._available_connections if c.is_connected]  # type: ignore[attr-defined]
+        assert len(idle) == WARM_CONNECTIONS
+    finally:
+        await broker.close()
