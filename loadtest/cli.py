@@ -5,6 +5,9 @@ Invariants:
 - Options are read once into a :class:`~loadtest.plan.RunConfig`; a bad option exits
   with status 2 and a message naming it, before anything is started.
 - Nodes started with ``--spawn`` are stopped on every way out (``with Nodes()``).
+- ``--target socketio`` changes only what is started and the wire dialect: the same
+  scenarios, checks and figures run against the Node Socket.IO baseline, and the
+  scenarios it cannot serve are refused before anything starts.
 - Exit status: 0 when every check passed, 1 when a check failed or the run failed,
   130 when it was interrupted (Ctrl-C) or a phase timed out.
 """
@@ -23,12 +26,13 @@ from typing import Any
 
 from loadtest import report
 from loadtest.client import ENCODINGS
-from loadtest.plan import RunConfig
+from loadtest.plan import TARGETS, RunConfig
 from loadtest.runner import Runner
 from loadtest.scenarios import SCENARIOS
 from loadtest.scenarios.base import Plan
 from loadtest.scenarios.core import positive_float, positive_int
-from loadtest.servers import Nodes, SpawnError, node_command
+from loadtest.servers import Nodes, SpawnError, server_command
+from loadtest.socketio import SCENARIOS as SOCKETIO_SCENARIOS
 from loadtest.worker import raise_open_files_limit
 
 #: Members one client process holds before another is worth starting.
@@ -55,6 +59,13 @@ def default_procs(plan: Plan, cpus: int | None = None) -> int:
 
 def _common(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("target")
+    target.add_argument(
+        "--target",
+        choices=TARGETS,
+        default="roomserver",
+        help="what to measure: roomserver nodes (default), or the Node Socket.IO 4 + "
+        "Redis adapter baseline in loadtest/baselines/socketio (join and chat only)",
+    )
     target.add_argument(
         "--url",
         action="append",
@@ -85,8 +96,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ARG",
-        help="with --spawn: an extra `roomserver serve` argument, written "
-        "--server-arg=--history-size=5000 (repeat)",
+        help="with --spawn: an extra `roomserver serve` argument (server.js with "
+        "--target socketio), written --server-arg=--history-size=5000 (repeat)",
     )
     target.add_argument(
         "--server-pid",
@@ -166,6 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail("give either --url (one or more) or --spawn N")
     if args.redis and not args.spawn:
         return _fail("--redis goes with --spawn (nodes given with --url bring their own)")
+    if args.target == "socketio":
+        if scenario.name not in SOCKETIO_SCENARIOS:
+            return _fail(
+                f"--target socketio runs {' and '.join(SOCKETIO_SCENARIOS)} only: "
+                f"the Node Socket.IO baseline has no polls, likes or media ({scenario.name})"
+            )
+        if args.encoding != "json":
+            return _fail("--target socketio speaks JSON only (--encoding json)")
     secret = args.secret or os.environ.get("ROOMSERVER_SECRET") or ""
     if args.spawn and not secret:
         secret = secrets.token_urlsafe(32)
@@ -181,17 +200,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     run_id = secrets.token_hex(3)
     # e.g. viewers: spawned nodes serve media on 127.0.0.1 only
-    server_args = [*getattr(scenario, "spawn_args", ()), *args.server_arg]
+    spawn_args = getattr(scenario, "spawn_args", ()) if args.target == "roomserver" else ()
+    server_args = [*spawn_args, *args.server_arg]
     out_dir = Path(args.out)
     with Nodes() as nodes:
         server: dict[str, Any] = {}
         if args.spawn:
             try:
-                nodes.start(args.spawn, secret, out_dir / "logs", run_id, args.redis, server_args)
+                nodes.start(
+                    args.spawn,
+                    secret,
+                    out_dir / "logs",
+                    run_id,
+                    args.redis,
+                    server_args,
+                    target=args.target,
+                )
             except SpawnError as exc:
                 return _fail(str(exc))
             urls = nodes.urls
-            cmd = node_command("<secret>", args.redis, f"lt-{run_id}", server_args)
+            cmd = server_command(args.target, "<secret>", args.redis, f"lt-{run_id}", server_args)
             server = {
                 "spawned": args.spawn,
                 "command": " ".join(cmd[1:]),
@@ -200,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             urls = [u.rstrip("/") for u in args.url]
         pids = tuple(nodes.pids) + tuple(args.server_pid)
-        server.update({"urls": urls, "pids": list(pids)})
+        server.update({"target": args.target, "urls": urls, "pids": list(pids)})
         config = RunConfig(
             urls=tuple(urls),
             secret=secret,
@@ -213,14 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             setup_timeout_s=args.setup_timeout,
             seed=args.seed,
             run_id=run_id,
+            target=args.target,
             server_pids=pids,
             watched_pids=tuple(args.watch_pid),
             plot=not args.no_plot,
             progress=not args.quiet,
         )
         print(
-            f"loadtest {scenario.name}: {plan.members} members, {procs} client processes, "
-            f"{len(urls)} node(s) {' '.join(urls)}"
+            f"loadtest {scenario.name} against {args.target}: {plan.members} members, "
+            f"{procs} client processes, {len(urls)} node(s) {' '.join(urls)}"
             + (f" (spawned, {server['broker']} broker)" if args.spawn else ""),
             file=sys.stderr,
         )

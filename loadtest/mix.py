@@ -3,7 +3,8 @@ liking and voting on a schedule, and exact accounting of what they received.
 
 Invariants:
 
-- One :class:`~loadtest.client.Connection` (one reader task) per member; event
+- One :class:`~loadtest.client.Connection` (one reader task) per member, in the
+  target's dialect (:func:`loadtest.socketio.connection_class`); event
   handling on the hot path is one dict lookup per message and, for chat, one bitmap
   mark and one histogram record.
 - Every action is started by one scheduler loop at its planned time (open loop) and
@@ -34,6 +35,7 @@ from loadtest.httpapi import Api, MemberId
 from loadtest.ledger import Receipts, Tally, mask_from_hex, mask_of, mask_to_hex, settle
 from loadtest.plan import Mix, WorkerSpec, ws_url
 from loadtest.recorder import NS_PER_S, Recorder, error_key
+from loadtest.socketio import connection_class
 
 CONNECT_CONCURRENCY = 200
 SETTLE_POLL_S = 0.1
@@ -226,8 +228,8 @@ class MixWorker:
             self.first_join_start_ns = started
         conn: Connection | None = None
         try:
-            conn = await Connection.open(
-                ws_url(member.id.url),
+            conn = await connection_class(cfg.target).open(
+                ws_url(member.id.url, cfg.target),
                 cfg.encoding,
                 cfg.join_timeout_s,
                 functools.partial(self._on_event, member),

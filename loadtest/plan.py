@@ -25,6 +25,11 @@ from loadtest.schedule import Arrivals
 
 SENDER_ROLE = "moderator"
 MEMBER_ROLE = "member"
+#: What the tool can measure: roomserver nodes, or the Node Socket.IO baseline
+#: (``loadtest/baselines/socketio``, spoken to by :mod:`loadtest.socketio`).
+TARGETS = ("roomserver", "socketio")
+#: Each target's WebSocket endpoint, appended to a server's base URL.
+WS_PATHS = {"roomserver": "/ws", "socketio": "/socket.io/?EIO=4&transport=websocket"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,7 @@ class RunConfig:
     setup_timeout_s: float = 180.0
     seed: int = 1
     run_id: str = "run"
+    target: str = "roomserver"
     server_pids: tuple[int, ...] = ()
     watched_pids: tuple[int, ...] = ()
     plot: bool = True
@@ -123,8 +129,9 @@ class WorkerSpec:
     mix: Mix | None = None
 
 
-def ws_url(base: str) -> str:
-    """The ``/ws`` URL of a node's base URL (``http://`` becomes ``ws://``)."""
+def ws_url(base: str, target: str = "roomserver") -> str:
+    """The WebSocket URL of a server's base URL (``http://`` becomes ``ws://``)."""
+    path = WS_PATHS[target]
     if base.startswith("https://"):
-        return "wss://" + base[len("https://") :].rstrip("/") + "/ws"
-    return "ws://" + base.removeprefix("http://").rstrip("/") + "/ws"
+        return "wss://" + base[len("https://") :].rstrip("/") + path
+    return "ws://" + base.removeprefix("http://").rstrip("/") + path

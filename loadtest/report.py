@@ -106,6 +106,7 @@ def build(
         "schema": SCHEMA,
         "tool": "python -m loadtest",
         "scenario": outcome.scenario,
+        "target": outcome.config.target,
         "command": " ".join(command),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "commit": commit(),
@@ -207,7 +208,8 @@ def _per_process(cpu: dict[str, Any]) -> str:
 def table(doc: dict[str, Any]) -> str:
     """The human summary printed on stdout at the end of a run."""
     lines = [
-        f"scenario {doc['scenario']}  commit {doc['commit']}  {doc['date']}",
+        f"scenario {doc['scenario']}  target {doc.get('target', 'roomserver')}  "
+        f"commit {doc['commit']}  {doc['date']}",
         f"command  {doc['command']}",
     ]
     lines += [f"note     {n}" for n in doc["notes"]]

@@ -1,4 +1,6 @@
-"""Local ``roomserver serve`` nodes started by the tool (``--spawn N``), always stopped.
+"""Local servers started by the tool (``--spawn N``), always stopped: ``roomserver serve``
+nodes, or with ``--target socketio`` the Node Socket.IO baseline
+(``loadtest/baselines/socketio/server.js``), measured the same way.
 
 Invariants:
 
@@ -14,6 +16,9 @@ Invariants:
   then SIGKILL) on every path out of a run.
 - A node's stdout and stderr go to a log file (never a pipe that could fill up and
   block it); the report counts its error lines.
+- The Socket.IO baseline runs only from its locked dependencies: when its
+  ``node_modules`` is missing, ``npm ci`` runs once (bounded); if that fails, the
+  error names the command to run by hand, and no server is started.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +40,11 @@ STOP_TIMEOUT_S = 10.0
 PER_ADDRESS_LIMIT = "100000"
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:\d+)")
 ROOT = Path(__file__).resolve().parent.parent
+BASELINE = Path(__file__).resolve().parent / "baselines" / "socketio"
+#: What ``npm ci`` installs for the baseline; all must be there to skip it.
+BASELINE_MODULES = ("socket.io", "@socket.io/redis-adapter", "redis")
+NPM_TIMEOUT_S = 600.0
+NPM_CI = "npm ci --prefix loadtest/baselines/socketio"
 
 
 class SpawnError(RuntimeError):
@@ -64,6 +76,48 @@ def node_command(secret: str, redis: str | None, prefix: str, extra: list[str]) 
     return cmd + extra
 
 
+def socketio_command(redis: str | None, prefix: str, extra: list[str]) -> list[str]:
+    """The command line of one Node Socket.IO server (its secret goes in ``SIO_SECRET``)."""
+    node = shutil.which("node") or "node"
+    cmd = [node, str(BASELINE / "server.js"), "--port=0"]
+    if redis:
+        cmd += [f"--redis={redis}", f"--prefix={prefix}"]
+    return cmd + extra
+
+
+def server_command(
+    target: str, secret: str, redis: str | None, prefix: str, extra: list[str]
+) -> list[str]:
+    """The command line of one server of ``target`` (see :data:`loadtest.plan.TARGETS`)."""
+    if target == "socketio":
+        return socketio_command(redis, prefix, extra)
+    return node_command(secret, redis, prefix, extra)
+
+
+def ensure_baseline(say: Callable[[str], None] = print) -> None:
+    """Install the baseline's locked dependencies if they are missing (``npm ci``, once)."""
+    if shutil.which("node") is None:
+        raise SpawnError("--target socketio needs Node.js (node) on PATH")
+    modules = BASELINE / "node_modules"
+    if all((modules / name / "package.json").exists() for name in BASELINE_MODULES):
+        return
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SpawnError(f"{modules} is missing and npm is not on PATH: install npm, run {NPM_CI}")
+    say(f"loadtest: {modules} is missing: running npm ci (once)")
+    try:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=BASELINE, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=NPM_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        raise SpawnError(f"npm ci took over {NPM_TIMEOUT_S:g}s; run it by hand: {NPM_CI}") from None
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr)[-2000:]
+        raise SpawnError(f"npm ci failed ({done.returncode}); run it by hand: {NPM_CI}\n{tail}")
+
+
 class Nodes:
     """Nodes started by the tool; use :meth:`stop` (or ``with``) to end them."""
 
@@ -92,13 +146,18 @@ class Nodes:
         run_id: str,
         redis: str | None = None,
         extra: list[str] | None = None,
+        target: str = "roomserver",
     ) -> None:
         if count > 1 and not redis:
             raise SpawnError("--spawn N>1 needs --redis URL: the memory broker is single-node")
         log_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROOMSERVER_")}
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        cmd = node_command(secret, redis, f"lt-{run_id}", list(extra or []))
+        if target == "socketio":
+            ensure_baseline(lambda line: print(line, file=sys.stderr, flush=True))
+            env["SIO_SECRET"] = secret
+            env["NODE_ENV"] = "production"
+        cmd = server_command(target, secret, redis, f"lt-{run_id}", list(extra or []))
         for i in range(count):
             log = log_dir / f"node-{run_id}-{i}.log"
             with open(log, "wb") as out:
