@@ -117,7 +117,11 @@ _CALL = b"Q"
 _REPLY = b"A"
 ALIVE_TTL_S = 10
 
+# Appends one chat message: {1, seq}, {0, "seq:ts"} for a cid already taken, or
+# {-1, 0} when the room does not exist (KEYS[7], its info hash), checked here so that
+# a message costs one round trip.
 _APPEND = """
+if redis.call('EXISTS', KEYS[7]) == 0 then return {-1, 0} end
 local prev = redis.call('GET', KEYS[3])
 if prev then return {0, prev} end
 local seq = redis.call('INCR', KEYS[1])
@@ -674,11 +678,12 @@ class RedisBroker:
             self._channel(room),
             self._k(room, "stats"),
             self._k(room, "chatmin"),
+            self._k(room, "info"),
         ]
-        if not await self._call(self._db(room).exists(self._k(room, "info"))):
-            raise NotFound(f"room {room!r} does not exist")
         args: list[Any] = [payload, self._history_size, CID_TTL_S, ts, minute_of(ts)]
         new, value = await self._call(self._batched(room, self._append, keys, args))
+        if new < 0:
+            raise NotFound(f"room {room!r} does not exist")
         if new:
             seq = int(value)
             return ChatMessage(

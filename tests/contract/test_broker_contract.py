@@ -112,6 +112,21 @@ async def test_chat_is_sequenced_published_in_order_and_idempotent(
     assert await b.latest_seq("r") == 10
 
 
+async def test_chat_in_a_missing_room_is_refused_and_writes_nothing(
+    broker: tuple[Broker, Recorder],
+) -> None:
+    b, _ = broker
+    with pytest.raises(NotFound):
+        await b.append_chat("gone", draft("u1", "c1"), 100)
+    assert await b.create_room(RoomInfo("gone", "T", None, 5)) is True
+    # the refused message took no seq and no cid: the same cid is new now
+    message, new = await b.append_chat("gone", draft("u1", "c1"), 101)
+    assert new is True and message.seq == 1
+    assert await b.delete_room("gone") is True
+    with pytest.raises(NotFound):
+        await b.append_chat("gone", draft("u1", "c2"), 102)
+
+
 async def test_history_reads_and_gaps(broker: tuple[Broker, Recorder]) -> None:
     b, _ = broker
     for i in range(1, 31):

@@ -379,7 +379,9 @@ async function main() {
   const io = new Server(server, { transports: ['websocket'], serveClient: false });
   if (adapter) io.adapter(adapter);
   attach(io, store);
-  server.listen(opts.port, '127.0.0.1', () => {
+  // roomserver listens with a backlog of 4096 (roomserver/app.py); Node's default is
+  // 511, which a burst of joins overflows (SYN retransmits of 1 s): same backlog here.
+  server.listen({ port: opts.port, host: '127.0.0.1', backlog: 4096 }, () => {
     console.log(`listening on http://127.0.0.1:${server.address().port}`);
   });
   const stop = () => process.exit(0);
