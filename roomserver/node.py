@@ -316,6 +316,7 @@ class Node:
         if previous is None and len(conn.rooms) >= self.settings.max_rooms_per_connection:
             raise Forbidden("this connection has joined too many rooms")
         state = await self._room(req.room)
+        first = False
         if previous is None:
             new_host = who.role is Role.HOST and state.host != who.user
             first = state.admit(who)
@@ -325,20 +326,42 @@ class Node:
                 await self.broker.subscribe(req.room)
             if new_host:
                 await self._change(state, lambda s: s.set_host(who.user))
-            if first:
-                await self.broker.member_joined(req.room, who, self.clock.now_ms())
-                for draw in list(state.draws.values()):
-                    if draw["eligibility"] == "present":
-                        await self._enter_draw(req.room, draw["id"], [who.user])
-                await self._member_changed(state, who, "member.joined")
         else:
             conn.joining[req.room] = []
         try:
+            if first:
+                return await self._first_join(state, who, req.since)
             return await self._snapshot(state, who, req.since)
         except BaseException:
             conn.joining.pop(req.room, None)
             await self._leave_room(conn, req.room)
             raise
+
+    async def _first_join(
+        self, state: RoomState, who: Identity, since: int | None
+    ) -> dict[str, Any]:
+        """Register a member and build its snapshot.
+
+        Both broker calls start in the same loop tick, registration first, so the
+        Redis broker sends them in one pipeline (one round trip per join, not two) and
+        Redis runs them in that order: the snapshot counts the new member. While a
+        draw open to everyone present runs, the member enters it before the snapshot
+        is built (the snapshot shows the entry), one call after the other.
+        """
+        joined_at = self.clock.now_ms()
+        present_draws = [d["id"] for d in state.draws.values() if d["eligibility"] == "present"]
+        if present_draws:
+            await self.broker.member_joined(state.id, who, joined_at)
+            for draw_id in present_draws:
+                await self._enter_draw(state.id, draw_id, [who.user])
+            snapshot = await self._snapshot(state, who, since)
+        else:
+            _, snapshot = await asyncio.gather(
+                self.broker.member_joined(state.id, who, joined_at),
+                self._snapshot(state, who, since),
+            )
+        await self._member_changed(state, who, "member.joined")
+        return snapshot
 
     async def _room(self, room_id: str) -> RoomState:
         """This node's state of ``room_id``, read from the broker once however many

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -125,4 +126,47 @@ async def test_a_started_redis_broker_opens_its_warm_connections(redis_server: R
         idle = [c for c in pool._available_connections if c.is_connected]  # type: ignore[attr-defined]
         assert len(idle) == WARM_CONNECTIONS
     finally:
+        await broker.close()
+
+
+async def test_a_first_join_registers_and_reads_its_snapshot_in_one_pipeline(
+    redis_server: RedisServer,
+) -> None:
+    """One round trip per join: the member script and the join snapshot share a pipeline,
+    in that order, so each snapshot counts the member it is for."""
+    from roomserver.auth import mint_token
+    from roomserver.broker.redis import RedisBroker
+    from roomserver.hub import Conn
+    from roomserver.node import Node
+    from roomserver.room import RoomInfo
+    from signaling import messages as m
+    from signaling.codec import JSON_CODEC
+    from tests.harness import make_settings
+
+    broker = RedisBroker(redis_server.url, "join-node", prefix="onetrip")
+    node = Node(make_settings(), broker)
+    await node.start()
+    try:
+        await broker.create_room(RoomInfo("r1", "Launch"))
+        batcher = broker._shards[0].batcher
+        pipelines: list[list[Any]] = []
+        send = batcher._send
+
+        async def recording(batch: Any) -> None:
+            pipelines.append([script.sha if script else args[0] for script, _, args, _ in batch])
+            await send(batch)
+
+        batcher._send = recording  # type: ignore[method-assign]
+        for count in (1, 2, 3):
+            pipelines.clear()
+            conn = Conn(JSON_CODEC, peer="127.0.0.1")
+            token = mint_token(
+                node.settings.secret, room="r1", user=f"u{count}", name="U", role="member"
+            )
+            await node.dispatch(conn, m.Join(id=1, room="r1", token=token))
+            (answer,) = [a for a in map(conn.codec.decode, conn._outbox) if a.get("id") == 1]
+            assert answer["t"] == "ok" and answer["room"]["members"] == count
+            assert pipelines[0] == [broker._member.sha, broker._join_view.sha]
+    finally:
+        await node.close()
         await broker.close()
