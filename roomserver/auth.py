@@ -8,7 +8,10 @@ Minting uses PyJWT. Verification is done here, because it runs on every join:
 PyJWT re-prepares the key and walks generic options on each call (about 26 µs),
 while an HS256 check is one HMAC and two small JSON parses (about 5 µs). It
 follows PyJWT's rules for the claims it reads (``exp``, ``nbf``, ``iat``,
-``aud``, ``jti``, no leeway) and is stricter about form: the segments must be
+``aud``, ``jti``), except that ``iat`` and ``nbf`` may lie up to
+``CLOCK_SKEW_S`` ahead of this node's clock (a token minted by an operator's backend
+whose clock runs a little ahead is not refused; ``exp`` gets no leeway), and is
+stricter about form: the segments must be
 plain base64url, the header must name HS256, and ``crit`` or ``b64`` headers
 are refused (tests/unit/test_auth.py compares the two on mutated tokens).
 """
@@ -36,6 +39,8 @@ _REQUIRED = ("sub", "name", "room", "role", "exp")
 #: Longer tokens are refused unread: the claims fit in a few hundred bytes.
 MAX_TOKEN_CHARS = 4096
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+#: How far ahead of this node's clock a token's ``iat`` or ``nbf`` may be.
+CLOCK_SKEW_S = 30
 
 
 def mint_token(
@@ -127,9 +132,9 @@ def _verified_claims(key: bytes, token: str, now: float) -> dict[str, Any]:
     for name in _REQUIRED:
         if claims.get(name) is None:
             raise _invalid(f'token is missing the "{name}" claim')
-    if "iat" in claims and _number(claims, "iat") > now:
+    if "iat" in claims and _number(claims, "iat") > now + CLOCK_SKEW_S:
         raise _invalid("not yet valid (iat)")
-    if "nbf" in claims and _number(claims, "nbf") > now:
+    if "nbf" in claims and _number(claims, "nbf") > now + CLOCK_SKEW_S:
         raise _invalid("not yet valid (nbf)")
     if int(_number(claims, "exp")) <= now:
         raise Unauthorized("token expired")

@@ -13,7 +13,7 @@ import jwt
 import orjson
 import pytest
 
-from roomserver.auth import mint_token, verify_token
+from roomserver.auth import CLOCK_SKEW_S, mint_token, verify_token
 from roomserver.errors import Unauthorized
 from roomserver.ids import Identity, Role
 
@@ -245,6 +245,22 @@ def test_claim_rules_agree_with_pyjwt(body: dict[str, Any]) -> None:
         assert not ours_accepts(token)
     else:
         assert ours_accepts(token) == pyjwt_accepts(token)
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_a_token_from_a_clock_a_little_ahead_is_accepted_further_ahead_refused(
+    claim: str,
+) -> None:
+    now = int(time.time())
+    ahead = hand_token(HEADER, claims(**{claim: now + CLOCK_SKEW_S - 10}), SECRET)
+    assert ours_accepts(ahead)  # PyJWT without leeway refuses it: the one difference
+    assert not pyjwt_accepts(ahead)
+    too_far = hand_token(HEADER, claims(**{claim: now + CLOCK_SKEW_S + 10}), SECRET)
+    assert not ours_accepts(too_far)
+
+
+def test_expiry_gets_no_leeway() -> None:
+    assert not ours_accepts(hand_token(HEADER, claims(exp=int(time.time()) - 1), SECRET))
 
 
 def test_the_claim_cases_include_both_outcomes() -> None:
