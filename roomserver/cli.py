@@ -27,6 +27,7 @@ from roomserver.config import ConfigError, Settings
 from roomserver.ids import Role
 from roomserver.netaddr import networks
 from roomserver.room import RoomInfo
+from signaling.lean import front_runner
 from signaling.server import NODE_KEY
 
 DEMO_ROOM = "demo"
@@ -111,7 +112,7 @@ def _token(args: argparse.Namespace) -> int:
 async def serve_forever(settings: Settings, context: ssl.SSLContext | None = None) -> None:
     """Serve until SIGTERM or SIGINT, over TLS when ``context`` is given."""
     app = build_app(settings)
-    runner = web.AppRunner(
+    runner = front_runner(
         app,
         access_log=logging.getLogger(logs.ACCESS_LOGGER) if settings.access_log else None,
         access_log_class=logs.access_logger_class(networks(settings.trusted_proxy)),

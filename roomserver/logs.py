@@ -223,21 +223,42 @@ class AccessLogger(AbstractAccessLogger):
             getall("X-Forwarded-For", ()) if getall else [headers.get("X-Forwarded-For", "")]
         )
         peer = client_address(request.remote or "", forwarded, self.trusted)
-        path = request.raw_path.split("#", 1)[0]
-        path = _PAIR.sub(lambda found: found.group(1) + REDACTED, path)
-        extra: dict[str, Any] = {"peer": peer}
-        request_id = headers.get("X-Request-Id")
-        if request_id:
-            extra["request_id"] = request_id[:64]
-        self.logger.info(
-            "%s %s status=%d bytes=%d ms=%.1f",
+        log_access(
+            self.logger,
             request.method,
-            path,
+            request.raw_path,
             response.status,
             response.body_length,
-            time * 1000,
-            extra=extra,
+            time,
+            peer,
+            headers.get("X-Request-Id"),
         )
+
+
+def log_access(
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    method: str,
+    raw_path: str,
+    status: int,
+    size: int,
+    seconds: float,
+    peer: str,
+    request_id: str | None,
+) -> None:
+    """One access line (query secrets redacted); also written for lean ``/ws`` connections."""
+    path = _PAIR.sub(lambda found: found.group(1) + REDACTED, raw_path.split("#", 1)[0])
+    extra: dict[str, Any] = {"peer": peer}
+    if request_id:
+        extra["request_id"] = request_id[:64]
+    logger.info(
+        "%s %s status=%d bytes=%d ms=%.1f",
+        method,
+        path,
+        status,
+        size,
+        seconds * 1000,
+        extra=extra,
+    )
 
 
 def access_logger_class(trusted: Sequence[Network]) -> type[AccessLogger]:

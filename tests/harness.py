@@ -18,6 +18,7 @@ from roomserver.broker.base import Broker
 from roomserver.config import Settings
 from roomserver.node import Node
 from signaling.client import JSON, RoomClient
+from signaling.lean import front_runner
 from signaling.server import NODE_KEY
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
@@ -100,7 +101,7 @@ async def running_server(
 ) -> AsyncIterator[Server]:
     settings = settings or make_settings()
     app = build_app(settings, broker)
-    runner = web.AppRunner(
+    runner = front_runner(
         app, handle_signals=False, access_log=None, keepalive_timeout=handshake_timeout
     )
     await runner.setup()

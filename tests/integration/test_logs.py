@@ -77,6 +77,10 @@ async def exercise(node: Served) -> list[str]:
     await raw_http(node, f"GET /?token={tokens[0]} HTTP/1.1\r\nX: {SECRET}\r\nbad\r\n\r\n".encode())
     await raw_http(node, f"{tokens[1]} {SECRET}\r\n\r\n".encode())
 
+    # A token in the WebSocket URL (served by the lean /ws path, which logs it too).
+    queried = await RoomClient.connect(node.ws_url + f"?token={tokens[2]}")
+    await queried.request("ping")
+    await queried.close()
     host = await RoomClient.connect(node.ws_url)
     viewer = await RoomClient.connect(node.ws_url)
     try:
@@ -123,6 +127,9 @@ async def test_json_logs_never_hold_a_token_or_the_secret() -> None:
     access = [event for event in events if event["logger"] == "roomserver.access"]
     assert sum(event["status"] == "400" for event in access) == 2, access
     assert any(event["msg"] == "GET /healthz?token=[redacted]&x=1" for event in access), access
+    websockets = [e for e in access if e["msg"].startswith("GET /ws")]
+    assert {e["msg"] for e in websockets} == {"GET /ws", "GET /ws?token=[redacted]"}, access
+    assert all(e["status"] == "101" and e["peer"] == "127.0.0.1" for e in websockets)
     created = next(e for e in access if e["msg"] == "POST /api/rooms")
     assert created["status"] == "201" and created["peer"] == "127.0.0.1"
     assert created["request_id"] == "req-42"
