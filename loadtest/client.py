@@ -40,7 +40,7 @@ from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
 from websockets.typing import Subprotocol
-from websockets.uri import parse_uri
+from websockets.uri import WebSocketURI, parse_uri
 
 from loadtest.frames import FOREIGN, OP_BINARY, OP_CONT, OP_TEXT, locate
 from roomserver.errors import BadRequest
@@ -110,22 +110,31 @@ class Connection(asyncio.Protocol):
         uri = parse_uri(url)
         proto = ClientProtocol(uri, subprotocols=[Subprotocol(ENCODINGS[encoding])], max_size=None)
         conn = cls(proto, CODECS[ENCODINGS[encoding]], on_event, on_close)
-        proto.send_request(proto.connect())
+        await conn._dial(uri, timeout_s)
+        negotiated = proto.subprotocol or JSON_SUBPROTOCOL
+        conn.codec = CODECS.get(negotiated, conn.codec)
+        return conn
+
+    async def _dial(self, uri: WebSocketURI, timeout_s: float) -> None:
+        """Connect to ``uri`` and wait until :meth:`_opened`, within ``timeout_s``;
+        on any failure the connection is aborted and the error raised."""
+        self._proto.send_request(self._proto.connect())
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if uri.secure else None
 
         async def connect() -> None:
-            await loop.create_connection(lambda: conn, uri.host, uri.port, ssl=context)
-            await conn._handshake
+            await loop.create_connection(lambda: self, uri.host, uri.port, ssl=context)
+            await self._opened()
 
         try:
             await asyncio.wait_for(connect(), timeout_s)
         except BaseException:
-            conn._abort()
+            self._abort()
             raise
-        negotiated = proto.subprotocol or JSON_SUBPROTOCOL
-        conn.codec = CODECS.get(negotiated, conn.codec)
-        return conn
+
+    async def _opened(self) -> None:
+        """Wait for what makes the connection usable: the WebSocket handshake."""
+        await self._handshake
 
     # -- asyncio.Protocol ----------------------------------------------------------
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from typing import Any, NamedTuple
 
 import orjson
@@ -173,21 +172,13 @@ class SocketIOConnection(Connection):
         uri = parse_uri(url)
         proto = ClientProtocol(uri, max_size=None)  # no subprotocol: Socket.IO has none
         conn = cls(proto, on_event, on_close)
-        proto.send_request(proto.connect())
-        loop = asyncio.get_running_loop()
-        context = ssl.create_default_context() if uri.secure else None
-
-        async def connect() -> None:
-            await loop.create_connection(lambda: conn, uri.host, uri.port, ssl=context)
-            await conn._handshake
-            await conn._connected
-
-        try:
-            await asyncio.wait_for(connect(), timeout_s)
-        except BaseException:
-            conn._abort()
-            raise
+        await conn._dial(uri, timeout_s)
         return conn
+
+    async def _opened(self) -> None:
+        """The WebSocket handshake, then the server's Socket.IO connect."""
+        await self._handshake
+        await self._connected
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)

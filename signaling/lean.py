@@ -43,8 +43,8 @@ from roomserver.hub import Conn, ws_frame
 from roomserver.netaddr import client_address, networks
 from roomserver.node import Node
 from signaling.codec import CODECS, codec_for
-from signaling.server import LINKS_KEY, NODE_KEY
-from signaling.session import CLOSE_POLICY, MAX_FRAME_BYTES, Session
+from signaling.server import LINKS_KEY, NODE_KEY, handle_frame
+from signaling.session import MAX_FRAME_BYTES, Session
 
 log = logging.getLogger(__name__)
 ACCESS_LOG = logging.getLogger(logs.ACCESS_LOGGER)
@@ -74,11 +74,7 @@ def parse_upgrade(head: bytes) -> tuple[str, dict[str, str]] | None:
     None means "not one this path answers": aiohttp then gets the request, and answers
     it (or refuses it) as it always has.
     """
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        return None
-    lines = text.split("\r\n")
+    lines = head.decode("latin-1").split("\r\n")  # latin-1 decodes every byte
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[0] != "GET" or parts[2] != "HTTP/1.1":
         return None
@@ -360,12 +356,6 @@ class FrontProtocol(asyncio.Protocol):
         self.link.request_id = headers.get("x-request-id")
         front.started(self.link)
 
-    def pause_writing(self) -> None:
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
     def connection_lost(self, exc: Exception | None) -> None:
         if self.timer is not None:
             self.timer.cancel()
@@ -429,26 +419,12 @@ class LeanLink:
             self.transport.pause_reading()
 
     async def _run(self) -> None:
-        node, conn, session = self.node, self.conn, self.session
         while self.pending and not self.closing:
             data = self.pending.popleft()
             if self.paused and len(self.pending) <= MAX_PENDING // 2:
                 self.paused = False
                 self.transport.resume_reading()
-            outcome = session.receive(data)
-            if isinstance(outcome, dict):
-                node.metrics.errors.inc(outcome["code"])
-                conn.answer(outcome)
-                if session.should_close:
-                    await self.close(CLOSE_POLICY, b"too many bad frames")
-                    return
-                continue
-            self.busy = True
-            try:
-                await node.dispatch(conn, outcome)
-            finally:
-                self.busy = False
-            if conn.overflowed:
+            if not await handle_frame(self.node, self.conn, self.session, self, data):
                 return
 
     # -- ending -----------------------------------------------------------------------
@@ -483,6 +459,10 @@ class LeanLink:
         log.info("slow client dropped conn=%d peer=%s", self.conn.id, self.conn.peer)
         self.conn.close()
         self.transport.abort()
+
+    async def flush_then_close(self, code: int, reason: bytes) -> None:
+        """Send what is queued (the last error answer), then close."""
+        await self.close(code, reason)
 
     async def close(self, code: int, reason: bytes) -> None:
         """Write what is queued, then a close frame; drop the connection if it lingers."""

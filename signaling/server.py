@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -65,20 +65,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         async for msg in ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
-            outcome = session.receive(msg.data)
-            if isinstance(outcome, dict):
-                node.metrics.errors.inc(outcome["code"])
-                conn.answer(outcome)
-                if session.should_close:
-                    await link.flush_then_close(CLOSE_POLICY, b"too many bad frames")
-                    break
-                continue
-            link.busy = True
-            try:
-                await node.dispatch(conn, outcome)
-            finally:
-                link.busy = False
-            if conn.overflowed:
+            if not await handle_frame(node, conn, session, link, msg.data):
                 break
     finally:
         links.discard(link)
@@ -86,6 +73,35 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         await node.connection_closed(conn)
         await link.stop()
     return ws
+
+
+class ReadingLink(Protocol):
+    """What :func:`handle_frame` needs of a connection's link (either WebSocket path)."""
+
+    busy: bool
+
+    async def flush_then_close(self, code: int, reason: bytes) -> None: ...
+
+
+async def handle_frame(
+    node: Node, conn: Conn, session: Session, link: ReadingLink, data: bytes
+) -> bool:
+    """One client message: an error answer, or a request dispatched and answered.
+    False when the connection must stop reading (too many bad frames, overflowed)."""
+    outcome = session.receive(data)
+    if isinstance(outcome, dict):
+        node.metrics.errors.inc(outcome["code"])
+        conn.answer(outcome)
+        if session.should_close:
+            await link.flush_then_close(CLOSE_POLICY, b"too many bad frames")
+            return False
+        return True
+    link.busy = True
+    try:
+        await node.dispatch(conn, outcome)
+    finally:
+        link.busy = False
+    return not conn.overflowed
 
 
 async def close_all(app: web.Application) -> None:

@@ -111,11 +111,14 @@ async def test_a_client_close_is_answered_and_ends_the_connection(node: Server) 
     await writer.wait_closed()
 
 
-async def test_a_silent_client_is_pinged_then_dropped(
-    node: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def fast_heartbeat(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ping after 0.3 s of silence, swept every 0.05 s."""
     monkeypatch.setattr(lean, "HEARTBEAT_S", 0.3)
     monkeypatch.setattr(lean, "SWEEP_S", 0.05)
+
+
+async def test_a_silent_client_is_pinged_then_dropped(node: Server, fast_heartbeat: None) -> None:
     reader, writer, _ = await raw_upgrade(node)
     assert await read_frame(reader) == (9, b"")  # pinged after 0.3 s of silence
     assert await asyncio.wait_for(reader.read(), 5) == b""  # no pong: dropped
@@ -123,11 +126,7 @@ async def test_a_silent_client_is_pinged_then_dropped(
     await writer.wait_closed()
 
 
-async def test_a_client_that_answers_pings_stays(
-    node: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(lean, "HEARTBEAT_S", 0.3)
-    monkeypatch.setattr(lean, "SWEEP_S", 0.05)
+async def test_a_client_that_answers_pings_stays(node: Server, fast_heartbeat: None) -> None:
     reader, writer, _ = await raw_upgrade(node)
     for _ in range(3):
         assert await read_frame(reader) == (9, b"")

@@ -6,7 +6,7 @@ answered, acks matched by id, error acks, events, a refused connect and a close.
 when ``node`` is on PATH, the real baseline (``loadtest/baselines/socketio``,
 installed with ``npm ci`` if needed): its answers and chat event shape, and the load
 tool end to end on one process (in-process state) and on two processes sharing a
-redis-server started here, asserting that every member joined and every accepted chat
+redis-server (the test session's), asserting that every member joined and every accepted chat
 message reached every member exactly once. All traffic is on 127.0.0.1; every process
 is stopped in a ``finally`` block.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,16 +120,6 @@ def baseline() -> None:
         raise
 
 
-@pytest.fixture
-def redis() -> Iterator[RedisServer]:
-    server = RedisServer()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.cleanup()
-
-
 async def test_the_baseline_answers_like_the_measured_paths(baseline: None, tmp_path: Path) -> None:
     nodes = Nodes()
     try:
@@ -225,5 +214,8 @@ def test_one_process_in_memory(baseline: None, tmp_path: Path) -> None:
     run_both(tmp_path, 200, "--spawn", "1")
 
 
-def test_two_processes_on_one_redis(baseline: None, redis: RedisServer, tmp_path: Path) -> None:
-    run_both(tmp_path, 200, "--spawn", "2", "--redis", redis.url)
+def test_two_processes_on_one_redis(
+    baseline: None, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    # the session's redis-server: the tool keys each run by its own prefix
+    run_both(tmp_path, 200, "--spawn", "2", "--redis", redis_server.url)
