@@ -5,12 +5,13 @@ load generator shares the machine with the server, and every microsecond it spen
 per received frame is a microsecond the server does not get. Measured on the chat
 fan-out, the asyncio connection object (its frame assembler, its reader futures and
 a task switch per frame) cost about 39 µs per delivery, more than the server spent
-sending it. So this module keeps ``websockets`` for the protocol itself — its sans-I/O
-:class:`~websockets.client.ClientProtocol` does the handshake, framing, masking,
-ping/pong and the closing handshake — and shuttles bytes with a plain
-:class:`asyncio.Protocol`: bytes in from ``data_received``, events out, bytes to
-write out (the shape of python-websockets' own design). A frame is handled inside
-the ``data_received`` callback, with no task switch and no queue.
+sending it. So this module writes the upgrade request and checks the answer itself
+(:mod:`loadtest.upgrade`), then keeps ``websockets``' sans-I/O
+:class:`~websockets.protocol.Protocol` for the frames it must get right: masking what
+the client sends, ping/pong and the closing handshake. Bytes are shuttled with a plain
+:class:`asyncio.Protocol`: bytes in from ``data_received``, events out, bytes to write
+out (the shape of python-websockets' own design). A frame is handled inside the
+``data_received`` callback, with no task switch and no queue.
 
 Invariants:
 
@@ -36,13 +37,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
 from websockets.frames import Frame, Opcode
-from websockets.typing import Subprotocol
+from websockets.protocol import Protocol, Side, State
 from websockets.uri import WebSocketURI, parse_uri
 
 from loadtest.frames import FOREIGN, OP_BINARY, OP_CONT, OP_TEXT, locate
+from loadtest.upgrade import Upgrade, head_end, parse_response, upgrade_request
 from roomserver.errors import BadRequest
 from signaling.codec import CODECS, JSON_SUBPROTOCOL, MSGPACK_SUBPROTOCOL, Codec, decode_frames
 
@@ -71,13 +72,16 @@ class Connection(asyncio.Protocol):
 
     def __init__(
         self,
-        proto: ClientProtocol,
+        upgrade: Upgrade,
         codec: Codec,
         on_event: EventHandler,
         on_close: CloseHandler | None,
     ) -> None:
         loop = asyncio.get_running_loop()
-        self._proto = proto
+        self._upgrade = upgrade
+        #: the frame protocol, from the end of the handshake on
+        self._proto: Protocol | None = None
+        self.subprotocol: str | None = None
         self.codec = codec
         self._on_event = on_event
         self._on_close = on_close or _ignore_close
@@ -108,26 +112,21 @@ class Connection(asyncio.Protocol):
         ``InvalidStatus`` carries the HTTP status, e.g. 429 for too many connections).
         """
         uri = parse_uri(url)
-        proto = ClientProtocol(uri, subprotocols=[Subprotocol(ENCODINGS[encoding])], max_size=None)
-        conn = cls(proto, CODECS[ENCODINGS[encoding]], on_event, on_close)
+        offered = ENCODINGS[encoding]
+        conn = cls(upgrade_request(uri, offered), CODECS[offered], on_event, on_close)
         await conn._dial(uri, timeout_s)
-        negotiated = proto.subprotocol or JSON_SUBPROTOCOL
-        conn.codec = CODECS.get(negotiated, conn.codec)
+        conn.codec = CODECS.get(conn.subprotocol or JSON_SUBPROTOCOL, conn.codec)
         return conn
 
     async def _dial(self, uri: WebSocketURI, timeout_s: float) -> None:
         """Connect to ``uri`` and wait until :meth:`_opened`, within ``timeout_s``;
         on any failure the connection is aborted and the error raised."""
-        self._proto.send_request(self._proto.connect())
         loop = asyncio.get_running_loop()
         context = ssl.create_default_context() if uri.secure else None
-
-        async def connect() -> None:
-            await loop.create_connection(lambda: self, uri.host, uri.port, ssl=context)
-            await self._opened()
-
         try:
-            await asyncio.wait_for(connect(), timeout_s)
+            async with asyncio.timeout(timeout_s):  # no extra task, unlike wait_for
+                await loop.create_connection(lambda: self, uri.host, uri.port, ssl=context)
+                await self._opened()
         except BaseException:
             self._abort()
             raise
@@ -141,18 +140,43 @@ class Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
-        self._flush()
+        transport.write(self._upgrade.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.time_ns()
         if self._fast:
             self._receive_fast(data, now)
-        else:
+        elif self._proto is not None:
             self._receive_proto(data, now)
+        else:
+            self._receive_head(data, now)
+
+    def _receive_head(self, data: bytes, now: int) -> None:
+        """The handshake's answer; the frames after it go to the fast path."""
+        self._buf += data
+        try:
+            end = head_end(self._buf)
+            if end is None:
+                return
+            self.subprotocol = parse_response(bytes(self._buf[:end]), self._upgrade)
+        except Exception as exc:
+            self._buf = bytearray()
+            if not self._handshake.done():
+                self._handshake.set_exception(exc)
+            self._abort()
+            return
+        rest = bytes(self._buf[end:])
+        self._buf = bytearray()
+        self._proto = Protocol(Side.CLIENT, state=State.OPEN, max_size=None)
+        self._fast = True
+        self._handshake.set_result(None)
+        if rest:
+            self._receive_fast(rest, now)
 
     def _receive_proto(self, data: bytes, now: int) -> None:
-        """Everything through ``websockets``: the handshake, control frames, odd frames."""
+        """Control frames and odd frames, through ``websockets``."""
         proto = self._proto
+        assert proto is not None
         proto.receive_data(data)
         for event in proto.events_received():
             if type(event) is Frame:
@@ -170,16 +194,6 @@ class Connection(asyncio.Protocol):
                     if event.fin:
                         whole, self._fragments = b"".join(self._fragments), []
                         self._frame(whole, now)
-            elif not self._handshake.done():
-                if proto.handshake_exc is not None:
-                    self._handshake.set_exception(proto.handshake_exc)
-                else:
-                    self._handshake.set_result(None)
-                    # From here data frames are located by loadtest.frames, provided
-                    # websockets holds no partial frame (it never does: the server says
-                    # nothing before the first request).
-                    buffered = getattr(getattr(proto, "reader", None), "buffer", None)
-                    self._fast = buffered is not None and len(buffered) == 0
         self._flush()
 
     def _receive_fast(self, data: bytes, now: int) -> None:
@@ -224,10 +238,12 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         proto = self._proto
-        with contextlib.suppress(Exception):
-            proto.receive_eof()
-        rcvd = getattr(proto, "close_rcvd", None)
-        code = rcvd.code if rcvd is not None else ABNORMAL_CLOSE
+        code = ABNORMAL_CLOSE
+        if proto is not None:
+            with contextlib.suppress(Exception):
+                proto.receive_eof()
+            if proto.close_rcvd is not None:
+                code = proto.close_rcvd.code
         self.close_code = code
         if not self._handshake.done():
             self._handshake.set_exception(exc or ConnectionResetError("closed in handshake"))
@@ -262,7 +278,7 @@ class Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if transport is None or self._proto is None or transport.is_closing():
             return
         for chunk in self._proto.data_to_send():
             if chunk:
@@ -283,6 +299,8 @@ class Connection(asyncio.Protocol):
     def send(self, message: dict[str, Any]) -> None:
         """Write one message now (a client frame carries exactly one)."""
         body = self.codec.encode(message)
+        if self._proto is None:
+            raise RequestClosed("the handshake is not done")
         try:
             if self.codec.binary:
                 self._proto.send_binary(body)
@@ -305,7 +323,8 @@ class Connection(asyncio.Protocol):
         message["id"] = request_id
         try:
             self.send(message)
-            return await asyncio.wait_for(future, timeout_s)
+            async with asyncio.timeout(timeout_s):
+                return await future
         finally:
             self._pending.pop(request_id, None)
 
@@ -313,6 +332,9 @@ class Connection(asyncio.Protocol):
         """Close on purpose (not reported to ``on_close``); bounded by the close timeout."""
         self.closing = True
         if self.close_code is not None or self._transport is None:
+            return
+        if self._proto is None:
+            self._abort()
             return
         with contextlib.suppress(InvalidState):
             self._proto.send_close(1000)

@@ -6,9 +6,9 @@ scenarios can measure the Node Socket.IO baseline (``--target socketio``,
 Why a subclass and not a Socket.IO client library: the comparison is only fair if the
 load generator spends as little CPU per received frame on both targets, and the
 python-socketio client runs a task and a queue per packet. Here the base class keeps
-everything that makes it lean (sans-I/O ``websockets`` for the handshake and control
-frames, frames located in ``data_received``, no task per frame); only the text inside
-a frame differs:
+everything that makes it lean (the upgrade written and checked by hand, sans-I/O
+``websockets`` for control frames, frames located in ``data_received``, no task per
+frame); only the text inside a frame differs:
 
 - after the WebSocket handshake the server sends the Engine.IO open packet
   ``0{"sid":...}``; the client answers ``40`` (connect to namespace ``/``) and the
@@ -35,11 +35,11 @@ import contextlib
 from typing import Any, NamedTuple
 
 import orjson
-from websockets.client import ClientProtocol
 from websockets.exceptions import InvalidState
 from websockets.uri import parse_uri
 
 from loadtest.client import CloseHandler, Connection, EventHandler, RequestClosed
+from loadtest.upgrade import Upgrade, upgrade_request
 from signaling.codec import CODECS, JSON_SUBPROTOCOL
 
 #: The scenarios the Node baseline can serve (it has no polls, likes or media).
@@ -145,11 +145,11 @@ class SocketIOConnection(Connection):
 
     def __init__(
         self,
-        proto: ClientProtocol,
+        upgrade: Upgrade,
         on_event: EventHandler,
         on_close: CloseHandler | None,
     ) -> None:
-        super().__init__(proto, CODECS[JSON_SUBPROTOCOL], on_event, on_close)
+        super().__init__(upgrade, CODECS[JSON_SUBPROTOCOL], on_event, on_close)
         self._connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.sid = ""
 
@@ -170,8 +170,7 @@ class SocketIOConnection(Connection):
         if encoding != "json":
             raise ValueError("Socket.IO speaks JSON only (--encoding json)")
         uri = parse_uri(url)
-        proto = ClientProtocol(uri, max_size=None)  # no subprotocol: Socket.IO has none
-        conn = cls(proto, on_event, on_close)
+        conn = cls(upgrade_request(uri, None), on_event, on_close)  # Socket.IO: no subprotocol
         await conn._dial(uri, timeout_s)
         return conn
 
@@ -219,6 +218,8 @@ class SocketIOConnection(Connection):
             self._write(body)
 
     def _write(self, body: bytes) -> None:
+        if self._proto is None:
+            raise RequestClosed("the handshake is not done")
         try:
             self._proto.send_text(body)
         except InvalidState as exc:
