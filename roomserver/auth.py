@@ -12,7 +12,7 @@ follows PyJWT's rules for the claims it reads (``exp``, ``nbf``, ``iat``,
 ``CLOCK_SKEW_S`` ahead of this node's clock (a token minted by an operator's backend
 whose clock runs a little ahead is not refused; ``exp`` gets no leeway), and is
 stricter about form: the segments must be
-plain base64url, the header must name HS256, and ``crit`` or ``b64`` headers
+plain, canonical base64url, the header must name HS256, and ``crit`` or ``b64`` headers
 are refused (tests/unit/test_auth.py compares the two on mutated tokens).
 """
 
@@ -89,9 +89,14 @@ def _segment(text: str) -> bytes:
     if _SEGMENT.fullmatch(text) is None:
         raise _invalid("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise _invalid("not base64url") from None
+    # Only the canonical spelling: the last character's unused low bits must be zero,
+    # so no two texts carry the same token (PyJWT 2.15 refuses them too).
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != text.encode("ascii"):
+        raise _invalid("not canonical base64url")
+    return decoded
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ object can be encoded once and shared by every recipient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from roomserver.ids import Identity, Role
@@ -26,6 +26,11 @@ class Envelope:
     event: dict[str, Any]
     users: frozenset[str] | None = None
     roles: frozenset[str] | None = None
+    #: the hub's encodings of ``event`` by codec name: (payload, whole frame); filled
+    #: on first use, so every recipient of this envelope shares the same bytes
+    encoded: dict[str, tuple[bytes, bytes]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     @property
     def type(self) -> str:

@@ -299,7 +299,7 @@ class Hub:
         members = self._rooms.get(room)
         if not members:
             return 0
-        encoded: dict[str, tuple[bytes, bytes]] = {}
+        encoded = envelope.encoded
         broadcast = envelope.broadcast
         sent = 0
         for conn in members.values():
@@ -313,9 +313,7 @@ class Hub:
                 continue
             cached = encoded.get(conn.codec.name)
             if cached is None:
-                payload = conn.codec.encode(envelope.event)
-                opcode = OPCODE_BINARY if conn.codec.binary else OPCODE_TEXT
-                cached = encoded[conn.codec.name] = (payload, ws_frame(opcode, payload))
+                cached = _encode(envelope, conn.codec)
             conn.push(*cached)
             sent += 1
         self._metrics.events_sent.inc(amount=sent)
@@ -328,4 +326,13 @@ class Hub:
             event = envelope.event
             if event["t"] == "chat" and event["seq"] <= after_seq:
                 continue
-            conn.push(conn.codec.encode(event))
+            cached = envelope.encoded.get(conn.codec.name)
+            conn.push(*(cached or _encode(envelope, conn.codec)))
+
+
+def _encode(envelope: Envelope, codec: Codec) -> tuple[bytes, bytes]:
+    """Encode ``envelope`` for ``codec`` once: every later recipient reuses the bytes."""
+    payload = codec.encode(envelope.event)
+    opcode = OPCODE_BINARY if codec.binary else OPCODE_TEXT
+    cached = envelope.encoded[codec.name] = (payload, ws_frame(opcode, payload))
+    return cached

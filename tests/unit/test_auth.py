@@ -268,6 +268,9 @@ def test_the_claim_cases_include_both_outcomes() -> None:
     assert outcomes == {True, False}
 
 
+ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
 def mutations(token: str) -> list[str]:
     """Every token one character edit away in the signed part, plus cut and padded forms."""
     out = []
@@ -284,10 +287,23 @@ def test_whatever_ours_accepts_pyjwt_accepts() -> None:
     token = mint_token(SECRET, room="r1", user="u1", name="Ann", role="member")
     accepted = [t for t in mutations(token) if ours_accepts(t)]
     assert all(pyjwt_accepts(t) for t in accepted)
-    # Only edits that decode to the same bytes can pass: the last signature character's
-    # unused low bits. Anything else fails the signature.
-    assert len(accepted) <= 4
+    # Not even an edit of the last signature character's unused low bits (same bytes,
+    # another spelling) passes: only the canonical base64url is taken.
+    assert accepted == []
     assert ours_accepts(token)
+
+
+def test_a_non_canonical_spelling_of_the_signature_is_refused() -> None:
+    token = mint_token(SECRET, room="r1", user="u1", name="Ann", role="member")
+    head, _, signature = token.rpartition(".")
+    last = ALPHABET.index(signature[-1])  # 43 characters: the last one's low 2 bits are unused
+    for low_bits in (1, 2, 3):
+        respelled = f"{head}.{signature[:-1]}{ALPHABET[last ^ low_bits]}"
+        assert base64.urlsafe_b64decode(respelled.rpartition(".")[2] + "=") == (
+            base64.urlsafe_b64decode(signature + "=")
+        )
+        with pytest.raises(Unauthorized, match="invalid token"):
+            verify_token(SECRET, respelled, "r1")
 
 
 @pytest.mark.parametrize(
