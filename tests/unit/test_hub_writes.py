@@ -71,6 +71,36 @@ async def test_one_event_is_one_shared_frame_for_every_connection() -> None:
     ]
 
 
+async def test_events_held_during_joins_are_encoded_once_for_all_joiners() -> None:
+    hub = Hub(Metrics())
+    live, live_transport = Conn(JSON_CODEC), FakeTransport()
+    live.start(live_transport, JSON_CODEC)
+    live.rooms["r"] = Identity(UserId("u0"), "U", Role.MEMBER)
+    hub.attach("r", live)
+    joiners = []
+    for i in (1, 2):
+        conn, transport = Conn(JSON_CODEC), FakeTransport()
+        conn.start(transport, JSON_CODEC)
+        conn.rooms["r"] = Identity(UserId(f"u{i}"), "U", Role.MEMBER)
+        conn.joining["r"] = []
+        hub.attach("r", conn)
+        joiners.append((conn, transport))
+    presence = Envelope({"t": "presence", "room": "r", "members": 3})
+    old_chat = Envelope({"t": "chat", "room": "r", "seq": 7, "text": "in the snapshot"})
+    hub.deliver("r", presence)
+    hub.deliver("r", old_chat)
+    await asyncio.sleep(0)
+    assert len(live_transport.writes) == 1  # both events, one frame
+    for conn, _ in joiners:
+        hub.release_joining("r", conn, after_seq=7)
+    await asyncio.sleep(0)
+    released = [transport.writes for _, transport in joiners]
+    assert released[0] == released[1] and len(released[0]) == 1
+    assert released[0][0] is released[1][0]  # the presence frame, built once
+    assert decode_frames(JSON_CODEC, parse(released[0][0])[1]) == [presence.event]
+    assert presence.encoded[JSON_CODEC.name][0] == JSON_CODEC.encode(presence.event)
+
+
 async def test_messages_queued_in_one_tick_share_a_frame_in_order() -> None:
     conn, transport = Conn(MSGPACK_CODEC), FakeTransport()
     conn.start(transport, MSGPACK_CODEC)
