@@ -166,7 +166,11 @@ async def test_a_first_join_registers_and_reads_its_snapshot_in_one_pipeline(
             await node.dispatch(conn, m.Join(id=1, room="r1", token=token))
             (answer,) = [a for a in map(conn.codec.decode, conn._outbox) if a.get("id") == 1]
             assert answer["t"] == "ok" and answer["room"]["members"] == count
-            assert pipelines[0] == [broker._member.sha, broker._join_view.sha]
+            # The presence task of the join before may put its own calls in a pipeline
+            # of this loop (on a busy machine): look for the one carrying the snapshot.
+            (joined,) = [p for p in pipelines if broker._join_view.sha in p]
+            assert broker._member.sha in joined
+            assert joined.index(broker._member.sha) < joined.index(broker._join_view.sha)
     finally:
         await node.close()
         await broker.close()
