@@ -104,6 +104,7 @@ class Settings:
     max_connections_per_ip: int = 1000
     joins_per_ip_rate: float = 100.0
     send_queue_limit: int = 2048
+    send_ring: bool = True
     member_events_below: int = 200
     webhook: tuple[str, ...] = ()
     webhook_retry_s: float = 300.0
@@ -190,6 +191,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_connections_per_ip", int, "open WebSockets per client address", positive=True),
     Option("joins_per_ip_rate", float, "joins per second per client address", positive=True),
     Option("send_queue_limit", int, "queued messages before a slow client is dropped", True),
+    Option("send_ring", _bool, "send a room's events to many sockets per system call (io_uring)"),
     Option("member_events_below", int, "rooms this small get member.joined/left events", True),
     Option(
         "webhook",

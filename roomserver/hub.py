@@ -9,6 +9,11 @@ Invariants:
   connection dirty. Once per loop iteration the :class:`Flusher` writes each
   dirty connection's outbox straight to its transport, several messages in
   one frame when several queued up. No task wakes per member per message.
+* Where the machine has io_uring (:mod:`roomserver.sendring`), connections whose
+  whole outbox is one shared frame and whose transport holds nothing are
+  written in one system call per frame, not one each. Only asyncio's plain TCP
+  transports qualify, and only while not closing, so the ring never writes to a
+  descriptor whose connection has ended, and never ahead of buffered bytes.
 * Every outbox is bounded. When a transport's kernel buffer backs up past
   ``HIGH_WATER`` bytes the connection is paused and messages wait in its
   outbox; an outbox that passes its limit marks the connection
@@ -23,14 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import struct
+from array import array
+from asyncio import selector_events
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from roomserver.events import Envelope
 from roomserver.ids import Identity
 from roomserver.metrics import Metrics
+from roomserver.sendring import STAGING_BYTES, RingBroken, SendRing
 from signaling.codec import Codec
+
+log = logging.getLogger(__name__)
+#: asyncio's plain TCP transport: the one whose socket carries our frames unaltered.
+_PLAIN_TCP_TRANSPORT: type | None = getattr(selector_events, "_SelectorSocketTransport", None)
 
 _conn_ids = itertools.count(1)
 
@@ -40,6 +53,8 @@ OPCODE_BINARY = 0x2
 HIGH_WATER = 256 * 1024
 #: How often paused connections are looked at again.
 RECHECK_S = 0.02
+#: Connections sharing one frame in a tick from which the send ring takes them.
+RING_MIN_BATCH = 8
 
 
 def ws_frame(opcode: int, payload: bytes) -> bytes:
@@ -63,13 +78,33 @@ class Transport(Protocol):
 
 
 class Flusher:
-    """Writes every dirty connection once per loop iteration."""
+    """Writes every dirty connection once per loop iteration.
 
-    def __init__(self) -> None:
+    Connections whose whole outbox is one shared frame (a room event, nothing
+    else queued) and whose transport holds nothing go to the send ring, when
+    this machine has one: one system call for all of them.
+    """
+
+    def __init__(self, ring: SendRing | None = None) -> None:
         self._dirty: list[Conn] = []
         self._scheduled = False
         self._paused: set[Conn] = set()
         self._rechecking = False
+        self._ring = ring
+        self._ring_tried = ring is not None
+
+    def close(self) -> None:
+        """Its loop is closed: let go of the ring."""
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+
+    def ring(self) -> SendRing | None:
+        """The loop's send ring, opened on first use; None where there is none."""
+        if not self._ring_tried:
+            self._ring_tried = True
+            self._ring = SendRing.open()
+        return self._ring
 
     def mark(self, conn: Conn) -> None:
         self._dirty.append(conn)
@@ -80,9 +115,68 @@ class Flusher:
     def _flush(self) -> None:
         self._scheduled = False
         dirty, self._dirty = self._dirty, []
+        if self._ring is not None and len(dirty) >= RING_MIN_BATCH:
+            dirty = self._flush_shared(self._ring, dirty)
         for conn in dirty:
             if conn.flush():
                 self._pause(conn)
+
+    def _flush_shared(self, ring: SendRing, dirty: list[Conn]) -> list[Conn]:
+        """Send shared frames through the ring; returns the connections left to flush."""
+        rest: list[Conn] = []
+        groups: dict[int, tuple[bytes, list[Conn], array[int]]] = {}
+        for conn in dirty:
+            frame = conn._single
+            transport = conn._transport
+            if (
+                frame is None
+                or conn._fd < 0
+                or conn._closed
+                or transport is None
+                or transport.is_closing()
+                or transport.get_write_buffer_size()
+            ):
+                rest.append(conn)
+                continue
+            group = groups.get(id(frame))
+            if group is None:
+                group = groups[id(frame)] = (frame, [], array("i"))
+            group[1].append(conn)
+            group[2].append(conn._fd)
+        for frame, conns, fds in groups.values():
+            if len(conns) < RING_MIN_BATCH or len(frame) > STAGING_BYTES:
+                rest.extend(conns)
+                continue
+            try:
+                results = ring.send(fds, frame)
+            except RingBroken:
+                log.exception("send ring failed: its connections are closed, and it is off")
+                self._ring = None
+                for conn in conns:
+                    conn.abort()
+                continue
+            self._sent(conns, frame, results)
+        return rest
+
+    def _sent(self, conns: list[Conn], frame: bytes, results: list[int] | None) -> None:
+        """Settle each connection after a ring send: the rest of a short send is buffered."""
+        for index, conn in enumerate(conns):
+            conn._dirty = False
+            conn._outbox = []
+            conn._single = None
+            if results is not None:
+                taken = results[index]
+                if taken != len(frame):
+                    transport = conn._transport
+                    assert transport is not None
+                    # A short send, a full socket (EAGAIN) or an error: asyncio's
+                    # transport buffers the rest or meets the error and closes.
+                    transport.write(frame[taken:] if taken > 0 else frame)
+                    if transport.get_write_buffer_size() > HIGH_WATER:
+                        conn._paused = True
+                        self._pause(conn)
+            if conn._emptied is not None:
+                conn._emptied.set()
 
     def _pause(self, conn: Conn) -> None:
         self._paused.add(conn)
@@ -113,9 +207,18 @@ def flusher() -> Flusher:
     found = _flushers.get(loop)
     if found is None:
         for old in [other for other in _flushers if other.is_closed()]:
-            del _flushers[old]
+            _flushers.pop(old).close()
         found = _flushers[loop] = Flusher()
     return found
+
+
+def raw_fd(transport: Any) -> int:
+    """The socket descriptor the send ring may write to, or -1 (TLS, pipes, fakes)."""
+    plain = _PLAIN_TCP_TRANSPORT is not None and type(transport) is _PLAIN_TCP_TRANSPORT
+    if not plain:
+        return -1
+    sock = transport.get_extra_info("socket")
+    return -1 if sock is None else int(sock.fileno())
 
 
 class Conn:
@@ -125,6 +228,7 @@ class Conn:
         "_closed",
         "_dirty",
         "_emptied",
+        "_fd",
         "_flusher",
         "_limit",
         "_opcode",
@@ -156,16 +260,22 @@ class Conn:
         self._dirty = False
         self._paused = False
         self._transport: Transport | None = None
+        self._fd = -1
         self._opcode = OPCODE_BINARY if codec.binary else OPCODE_TEXT
         self._flusher: Flusher | None = None
         self._emptied: asyncio.Event | None = None
 
-    def start(self, transport: Any, codec: Codec) -> None:
-        """Begin writing to ``transport`` (after the WebSocket handshake)."""
+    def start(self, transport: Any, codec: Codec, send_ring: bool = False) -> None:
+        """Begin writing to ``transport`` (after the WebSocket handshake).
+
+        ``send_ring``: room events may go out through the loop's send ring.
+        """
         self.codec = codec
         self._opcode = OPCODE_BINARY if codec.binary else OPCODE_TEXT
         self._transport = transport
         self._flusher = flusher()
+        if send_ring and self._flusher.ring() is not None:
+            self._fd = raw_fd(transport)
         if self._outbox and not self._dirty:
             self._dirty = True
             self._flusher.mark(self)
@@ -242,6 +352,14 @@ class Conn:
     @property
     def queued(self) -> int:
         return len(self._outbox)
+
+    def abort(self) -> None:
+        """Drop the connection at once: what it was sent is not known (it resumes with since)."""
+        self.close()
+        if self._transport is not None:
+            abort = getattr(self._transport, "abort", None)
+            if abort is not None:
+                abort()
 
     def close(self) -> None:
         """Stop writing: nothing may follow the WebSocket close frame."""

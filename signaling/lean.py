@@ -349,7 +349,7 @@ class FrontProtocol(asyncio.Protocol):
         if subprotocol is not None:
             lines.append("Sec-WebSocket-Protocol: " + subprotocol)
         transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
-        conn.start(transport, codec_for(subprotocol))
+        conn.start(transport, codec_for(subprotocol), front.node.settings.send_ring)
         self.head = bytearray()
         self.link = LeanLink(front, transport, conn)
         self.link.target = target

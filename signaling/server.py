@@ -55,7 +55,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     except BaseException:
         await node.connection_closed(conn)
         raise
-    conn.start(request.transport, codec_for(ws.ws_protocol))
+    conn.start(request.transport, codec_for(ws.ws_protocol), node.settings.send_ring)
     session = Session(conn.codec)
     link = _Link(ws, request, conn, node)
     conn.on_overflow = link.drop_slow
