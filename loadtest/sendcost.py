@@ -15,10 +15,13 @@ from __future__ import annotations
 import argparse
 import socket
 import time
+from array import array
+
+from roomserver.sendring import SendRing
 
 
-def measure(sockets: int, size: int, rounds: int) -> float:
-    """CPU microseconds per send, over ``rounds`` x ``sockets`` sends."""
+def measure(sockets: int, size: int, rounds: int, ring: SendRing | None = None) -> float:
+    """CPU microseconds per send, over ``rounds`` x ``sockets`` sends (through ``ring``)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(4096)
@@ -31,11 +34,16 @@ def measure(sockets: int, size: int, rounds: int) -> float:
             server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pairs.append((server, client))
         frame = b"\x81" + bytes([min(size - 2, 125)]) + b"x" * (size - 2)
+        fds = array("i", [server.fileno() for server, _ in pairs])
         cpu = 0.0
         for _ in range(rounds):
             started = time.process_time()
-            for server, _client in pairs:
-                server.send(frame)
+            if ring is not None:
+                if ring.send(fds, frame) is not None:
+                    raise RuntimeError("a ring send was not taken whole")
+            else:
+                for server, _client in pairs:
+                    server.send(frame)
             cpu += time.process_time() - started
             for _server, client in pairs:
                 client.recv(65536)
@@ -55,9 +63,14 @@ def main() -> None:
     args = parser.parse_args()
     if not 3 <= args.size <= 127 or args.sockets < 1 or args.rounds < 1:
         parser.error("--size 3-127, --sockets and --rounds at least 1")
+    ring = SendRing.open()
     for run in range(3):
         cost = measure(args.sockets, args.size, args.rounds)
-        print(f"run {run + 1}: {cost:.2f} µs CPU per send; ceiling {1e6 / cost:,.0f} sends/CPU-s")
+        line = f"run {run + 1}: {cost:.2f} µs CPU per send; ceiling {1e6 / cost:,.0f} sends/CPU-s"
+        if ring is not None:
+            ringed = measure(args.sockets, args.size, args.rounds, ring)
+            line += f"; send ring {ringed:.2f} µs, ceiling {1e6 / ringed:,.0f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 
+from loadtest.sendcost import measure
 from roomserver.events import Envelope
 from roomserver.hub import Conn, Hub, flusher
 from roomserver.ids import Identity, Role, UserId
@@ -299,3 +300,8 @@ async def test_a_broken_ring_closes_what_it_touched_and_turns_itself_off(
             with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
                 await read_messages(reader, 1)
     assert loop_flusher.ring() is None
+
+
+def test_sendcost_measures_one_by_one_and_through_the_ring(ring: SendRing) -> None:
+    assert measure(sockets=20, size=98, rounds=3) > 0
+    assert measure(sockets=20, size=98, rounds=3, ring=ring) > 0
