@@ -92,6 +92,7 @@ class Flusher:
         self._rechecking = False
         self._ring = ring
         self._ring_tried = ring is not None
+        self._groups: dict[int, tuple[bytes, list[Conn]]] = {}
 
     def close(self) -> None:
         """Its loop is closed: let go of the ring."""
@@ -112,51 +113,62 @@ class Flusher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
 
+    def shared(self, frame: bytes) -> list[Conn]:
+        """The connections this tick that get ``frame`` and nothing else (see Hub.deliver)."""
+        group = self._groups.get(id(frame))
+        if group is None:
+            group = self._groups[id(frame)] = (frame, [])
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush)
+        return group[1]
+
     def _flush(self) -> None:
         self._scheduled = False
+        if self._groups:
+            groups, self._groups = self._groups, {}
+            for frame, conns in groups.values():
+                self._flush_group(frame, conns)
         dirty, self._dirty = self._dirty, []
-        if self._ring is not None and len(dirty) >= RING_MIN_BATCH:
-            dirty = self._flush_shared(self._ring, dirty)
         for conn in dirty:
             if conn.flush():
                 self._pause(conn)
 
-    def _flush_shared(self, ring: SendRing, dirty: list[Conn]) -> list[Conn]:
-        """Send shared frames through the ring; returns the connections left to flush."""
-        rest: list[Conn] = []
-        groups: dict[int, tuple[bytes, list[Conn], array[int]]] = {}
-        for conn in dirty:
-            frame = conn._single
-            transport = conn._transport
-            if (
-                frame is None
-                or conn._fd < 0
-                or conn._closed
-                or transport is None
-                or transport.is_closing()
-                or transport.get_write_buffer_size()
-            ):
-                rest.append(conn)
-                continue
-            group = groups.get(id(frame))
-            if group is None:
-                group = groups[id(frame)] = (frame, [], array("i"))
-            group[1].append(conn)
-            group[2].append(conn._fd)
-        for frame, conns, fds in groups.values():
-            if len(conns) < RING_MIN_BATCH or len(frame) > STAGING_BYTES:
-                rest.extend(conns)
-                continue
+    def _flush_group(self, frame: bytes, conns: list[Conn]) -> None:
+        """Send ``frame`` through the ring to every connection that still has only it queued."""
+        ring = self._ring
+        sendable: list[Conn] = []
+        fds = array("i")
+        if ring is not None and len(conns) >= RING_MIN_BATCH and len(frame) <= STAGING_BYTES:
+            rest: list[Conn] = []
+            for conn in conns:
+                transport = conn._transport
+                if (
+                    conn._single is frame
+                    and not conn._closed
+                    and transport is not None
+                    and not transport.is_closing()
+                    and not transport.get_write_buffer_size()
+                ):
+                    sendable.append(conn)
+                    fds.append(conn._fd)
+                else:
+                    rest.append(conn)  # more was queued, or it closed: the usual way
+            conns = rest
+        if sendable:
+            assert ring is not None
             try:
                 results = ring.send(fds, frame)
             except RingBroken:
                 log.exception("send ring failed: its connections are closed, and it is off")
                 self._ring = None
-                for conn in conns:
+                for conn in sendable:
                     conn.abort()
-                continue
-            self._sent(conns, frame, results)
-        return rest
+            else:
+                self._sent(sendable, frame, results)
+        for conn in conns:
+            if conn.flush():
+                self._pause(conn)
 
     def _sent(self, conns: list[Conn], frame: bytes, results: list[int] | None) -> None:
         """Settle each connection after a ring send: the rest of a short send is buffered."""
@@ -413,12 +425,20 @@ class Hub:
         return len(self._rooms)
 
     def deliver(self, room: str, envelope: Envelope) -> int:
-        """Write ``envelope`` to every local connection it reaches; returns how many."""
+        """Write ``envelope`` to every local connection it reaches; returns how many.
+
+        A connection with nothing queued that the send ring may write to is queued
+        the frame inline and listed in the flusher's group for that frame, instead
+        of through :meth:`Conn.push`: the same state, without a call per member.
+        """
         members = self._rooms.get(room)
         if not members:
             return 0
         encoded = envelope.encoded
         broadcast = envelope.broadcast
+        last_codec: Codec | None = None
+        cached: tuple[bytes, bytes] | None = None
+        group: list[Conn] | None = None
         sent = 0
         for conn in members.values():
             if not broadcast:
@@ -429,11 +449,28 @@ class Hub:
             if held is not None:
                 held.append(envelope)
                 continue
-            cached = encoded.get(conn.codec.name)
-            if cached is None:
-                cached = _encode(envelope, conn.codec)
-            conn.push(*cached)
+            codec = conn.codec
+            if codec is not last_codec or cached is None:
+                last_codec = codec
+                cached = encoded.get(codec.name) or _encode(envelope, codec)
+                group = None
             sent += 1
+            if (
+                conn._fd >= 0  # started with the ring on
+                and not conn._outbox
+                and not conn._paused
+                and not conn._closed
+                and not conn.overflowed
+            ):
+                if group is None:
+                    assert conn._flusher is not None
+                    group = conn._flusher.shared(cached[1])
+                conn._outbox.append(cached[0])
+                conn._single = cached[1]
+                conn._dirty = True  # queued; the group, not the dirty list, flushes it
+                group.append(conn)
+            else:
+                conn.push(*cached)
         self._metrics.events_sent.inc(amount=sent)
         return sent
 

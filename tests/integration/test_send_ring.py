@@ -12,7 +12,7 @@ import errno
 import socket
 import struct
 from array import array
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 
 import pytest
@@ -23,7 +23,7 @@ from roomserver.hub import Conn, Hub, flusher
 from roomserver.ids import Identity, Role, UserId
 from roomserver.metrics import Metrics
 from roomserver.sendring import STAGING_BYTES, RingBroken, SendRing
-from signaling.codec import JSON_CODEC, decode_frames
+from signaling.codec import JSON_CODEC, MSGPACK_CODEC, Codec, decode_frames
 
 pytestmark = pytest.mark.skipif(SendRing.open() is None, reason="no io_uring on this machine")
 
@@ -155,9 +155,12 @@ class _Recorder(asyncio.Protocol):
 
 @asynccontextmanager
 async def room_of(
-    count: int, hub: Hub
+    count: int, hub: Hub, codecs: Sequence[Codec] = (JSON_CODEC,)
 ) -> AsyncIterator[list[tuple[Conn, asyncio.Transport, asyncio.StreamReader]]]:
-    """``count`` connections in room "r", each with the client end's reader."""
+    """``count`` connections in room "r", each with the client end's reader.
+
+    Connection ``i`` speaks ``codecs[i % len(codecs)]``.
+    """
     loop = asyncio.get_running_loop()
     accepted: asyncio.Queue[asyncio.Transport] = asyncio.Queue()
     server = await loop.create_server(lambda: _Recorder(accepted), "127.0.0.1", 0)
@@ -169,8 +172,9 @@ async def room_of(
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writers.append(writer)
             transport = await asyncio.wait_for(accepted.get(), 5)
-            conn = Conn(JSON_CODEC)
-            conn.start(transport, JSON_CODEC, send_ring=True)
+            codec = codecs[index % len(codecs)]
+            conn = Conn(codec)
+            conn.start(transport, codec, send_ring=True)
             conn.rooms["r"] = Identity(UserId(f"u{index}"), "U", Role.MEMBER)
             hub.attach("r", conn)
             members.append((conn, transport, reader))
@@ -185,7 +189,9 @@ async def room_of(
         await server.wait_closed()
 
 
-async def read_messages(reader: asyncio.StreamReader, count: int) -> list[dict[str, object]]:
+async def read_messages(
+    reader: asyncio.StreamReader, count: int, codec: Codec = JSON_CODEC
+) -> list[dict[str, object]]:
     """Read WebSocket frames until ``count`` messages came (a frame may carry several)."""
     messages: list[dict[str, object]] = []
     async with asyncio.timeout(10):
@@ -197,7 +203,7 @@ async def read_messages(reader: asyncio.StreamReader, count: int) -> list[dict[s
                 (size,) = struct.unpack("!H", await reader.readexactly(2))
             elif size == 127:
                 (size,) = struct.unpack("!Q", await reader.readexactly(8))
-            messages.extend(decode_frames(JSON_CODEC, await reader.readexactly(size)))
+            messages.extend(decode_frames(codec, await reader.readexactly(size)))
     return messages
 
 
@@ -230,6 +236,19 @@ async def test_room_events_go_out_through_the_ring_whole_and_in_order(
             assert [m["seq"] for m in got] == list(range(1, 31))
     assert sum(ring_sends) == 20 * 30  # every delivery was a ring send
     assert set(ring_sends) == {20}
+
+
+async def test_members_of_two_encodings_each_get_their_own_frame_in_one_send_each(
+    ring_sends: list[int],
+) -> None:
+    hub = Hub(Metrics())
+    async with room_of(20, hub, (JSON_CODEC, MSGPACK_CODEC)) as members:
+        for seq in (1, 2):
+            hub.deliver("r", Envelope({"t": "chat", "room": "r", "seq": seq}))
+            await asyncio.sleep(0)
+        for conn, _, reader in members:
+            assert [m["seq"] for m in await read_messages(reader, 2, conn.codec)] == [1, 2]
+    assert ring_sends == [10, 10, 10, 10]  # one submission per encoding per event
 
 
 async def test_a_short_send_is_finished_by_the_transport_and_order_holds(
