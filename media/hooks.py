@@ -40,6 +40,14 @@ The hooks:
   NACKs upstream, then calls ``__jitter_buffer.add(packet)``. We put a
   :class:`PacketTap` in front of that buffer, so the SFU sees each packet the
   moment it arrives, and the buffer still assembles frames for recording.
+* **Late packets dropped, not a restart** (:func:`drop_late_packets`, for the
+  test and load viewers): aiortc's ``JitterBuffer.add`` takes a packet 100 or
+  more behind its ``_origin`` for a restarted stream and starts again from it,
+  so a retransmission that lands after the buffer gave up on its gap (a busy
+  receiver, reading its socket late) sends the decoder back in time. A
+  :class:`LateDropper` in front of ``__jitter_buffer`` drops such packets, as
+  libwebrtc's packet buffer does; a jump back of more than
+  :data:`RESTART_JUMP` packets still restarts.
 * **NACKs that repeat** (:func:`repeat_nacks`): ``_handle_rtp_packet`` calls
   ``__nack_generator.add(packet)`` for each (unwrapped) packet and, when it
   returns true, NACKs ``sorted(__nack_generator.missing)``. aiortc's own
@@ -117,7 +125,7 @@ from aiortc.rtp import (
 )
 
 from media.nack import NackSchedule
-from media.rtp import RtpWriter
+from media.rtp import SEQ_MOD, RtpWriter
 
 AIORTC_VERSION = "1.16.0"
 AIOICE_VERSION = "0.13.0"
@@ -219,6 +227,43 @@ def tap_packets(receiver: RTCRtpReceiver, on_packet: PacketSink) -> PacketTap:
     tap = PacketTap(buffer, on_packet)
     setattr(receiver, _JITTER_ATTR, tap)
     return tap
+
+
+#: A packet this far or farther behind a jitter buffer's origin is a restarted stream.
+RESTART_JUMP = 4096
+
+
+class LateDropper:
+    """Stands in for a receiver's jitter buffer: packets behind its origin are dropped."""
+
+    def __init__(self, buffer: JitterBuffer) -> None:
+        self._buffer = buffer
+        self.dropped = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._buffer.capacity
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        origin = self._buffer._origin
+        if origin is not None:
+            behind = (origin - packet.sequence_number) % SEQ_MOD
+            if 0 < behind < RESTART_JUMP:
+                self.dropped += 1
+                return False, None
+        return self._buffer.add(packet)
+
+
+def drop_late_packets(receiver: RTCRtpReceiver) -> LateDropper:
+    """Make ``receiver`` drop packets its jitter buffer has moved past: :class:`LateDropper`."""
+    buffer = getattr(receiver, _JITTER_ATTR)
+    if isinstance(buffer, LateDropper):
+        return buffer
+    if not isinstance(buffer, JitterBuffer):
+        raise HookError(f"drop_late_packets: {_JITTER_ATTR} is not a JitterBuffer")
+    dropper = LateDropper(buffer)
+    setattr(receiver, _JITTER_ATTR, dropper)
+    return dropper
 
 
 class RepeatingNacks:
@@ -613,6 +658,13 @@ def check() -> None:
         and handle_rtp.index("unwrap_rtx(") < handle_rtp.index("self.__jitter_buffer.add(")
         and "self.__jitter_buffer = JitterBuffer(" in receiver_init,
         "RTCRtpReceiver._handle_rtp_packet gives unwrapped packets to __jitter_buffer.add",
+    )
+    jitter_add = _source(JitterBuffer.add)
+    expect(
+        "self._origin: Optional[int] = None" in _source(JitterBuffer.__init__)
+        and "if misorder >= MAX_MISORDER:" in jitter_add
+        and "self._origin = packet.sequence_number" in jitter_add,
+        "JitterBuffer keeps _origin and restarts at a packet MAX_MISORDER behind it",
     )
     expect(
         "self.__nack_generator = NackGenerator()" in receiver_init

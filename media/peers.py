@@ -207,6 +207,7 @@ class Viewer:
             self.pc.addTransceiver("video", direction="recvonly")
         for transceiver in self.pc.getTransceivers():
             hooks.repeat_nacks(transceiver.receiver)  # as browsers do, every round trip
+            hooks.drop_late_packets(transceiver.receiver)  # as browsers do, not a restart
         if not decode:
             for transceiver in self.pc.getTransceivers():
                 sink = self._encoded_video if transceiver.kind == "video" else self._encoded_audio

@@ -223,6 +223,57 @@ async def test_a_receiver_with_repeating_nacks_asks_again_without_a_new_gap() ->
     await pc.close()
 
 
+@pytest.mark.parametrize("dropping", [True, False])
+async def test_a_late_packet_is_dropped_not_taken_for_a_restart(dropping: bool) -> None:
+    """Guards ``RTCRtpReceiver.__jitter_buffer`` and ``JitterBuffer._origin``.
+
+    Without the hook (the control), aiortc starts again from a packet 100 or more
+    behind what it already gave out, and the next frames go back in time.
+    """
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    if dropping:
+        dropper = hooks.drop_late_packets(receiver)
+        assert hooks.drop_late_packets(receiver) is dropper
+    frames = encode("libvpx", 130)
+    numbers: list[int] = []  # which frame, from its timestamp (aiortc takes a step back for a wrap)
+    hooks.tap_receiver(
+        receiver, lambda codec, f: numbers.append(f.timestamp % (1 << 32) // 3000), lambda: None
+    )
+    await _receive_vp8(receiver)
+    packets = _vp8_packets(frames)
+    assert len(packets) == len(frames) >= 125  # one packet a frame
+    for packet in packets[:120]:
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    # Retransmitted copies of early packets, well over 100 packets late, then more.
+    for packet in packets[5:11]:
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    for packet in packets[120:125]:
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    if dropping:
+        assert numbers == list(range(124)) and dropper.dropped == 6
+    else:  # the control: the hook is what keeps the order
+        assert numbers[:119] == list(range(119)) and numbers[119:124] == [5, 6, 7, 8, 9]
+    await receiver.stop()
+    await pc.close()
+
+
+def test_a_jump_far_back_still_restarts_the_stream() -> None:
+    from aiortc.jitterbuffer import JitterBuffer
+
+    def packet(seq: int) -> RtpPacket:
+        late = RtpPacket(payload_type=97, sequence_number=seq, timestamp=seq * 3000)
+        late._data = b"x"  # type: ignore[attr-defined]
+        return late
+
+    dropper = hooks.LateDropper(JitterBuffer(capacity=128, is_video=True))
+    for seq in range(20000, 20010):
+        dropper.add(packet(seq))
+    assert dropper.add(packet(20000 - 5)) == (False, None) and dropper.dropped == 1
+    pli, frame = dropper.add(packet(20000 - hooks.RESTART_JUMP))
+    assert pli and frame is None and dropper.dropped == 1
+
+
 async def test_tapping_a_started_receiver_is_refused() -> None:
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     receiver = pc.addTransceiver("video", direction="recvonly").receiver
