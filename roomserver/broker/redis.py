@@ -15,6 +15,7 @@ so one room's keys stay together under Redis Cluster):
 ``P:{R}:known``                    hash user -> [name, role] of users who joined
 ``P:{R}:nodes``                    set of nodes that hold members
 ``P:{R}:users:<node>``             hash user -> 1 per node; 10 s TTL, heartbeat
+``P:{R}:present``                  hash user -> live nodes holding the user
 ``P:{R}:polls``                    zset poll id -> creation order (``pollseq``)
 ``P:{R}:poll:<id>``                hash: question, options, counts, open, times
 ``P:{R}:poll:<id>:voters``         hash user -> option (one vote per user)
@@ -153,26 +154,71 @@ local function fold_presence(key, ts, n)
 end
 """
 
+# The room's distinct users present: ``present`` counts, per user, the nodes whose
+# users hash holds them, so a user connected to two nodes counts once. A node whose
+# last user leaves drops out of the nodes set then (see _MEMBER); one whose users hash
+# expired (the node died) is found here: it leaves the set, and the counts are rebuilt
+# from the live nodes' hashes, O(members) once per dead node (and once if the counts
+# are missing while users are present, as after an upgrade).
+# Prepended to the scripts that count members.
+_COUNT_PRESENT = """
+local function count_present(nodes_key, present_key, users_prefix)
+  local live, gone = {}, {}
+  for _, node in ipairs(redis.call('SMEMBERS', nodes_key)) do
+    if redis.call('EXISTS', users_prefix .. node) == 1 then
+      live[#live + 1] = node
+    else
+      gone[#gone + 1] = node
+    end
+  end
+  local lost = #live > 0 and redis.call('EXISTS', present_key) == 0  -- kept by no older node
+  if #gone > 0 or lost then
+    if #gone > 0 then redis.call('SREM', nodes_key, unpack(gone)) end
+    redis.call('DEL', present_key)
+    for _, node in ipairs(live) do
+      for _, user in ipairs(redis.call('HKEYS', users_prefix .. node)) do
+        redis.call('HINCRBY', present_key, user, 1)
+      end
+    end
+  end
+  return redis.call('HLEN', present_key)
+end
+"""
+
 # Joins (ARGV[1] = 1) or leaves (0) a member on this node, then folds the room's
 # new total into the presence analytics. KEYS: this node's users hash, nodes
-# set, known hash, stats hash; every key shares the room's hash tag.
+# set, known hash, stats hash, present hash; every key shares the room's hash tag.
 _MEMBER = (
     _FOLD_PRESENCE
+    + _COUNT_PRESENT
     + """
 if ARGV[1] == '1' then
-  redis.call('HSET', KEYS[1], ARGV[2], 1)
+  if redis.call('HSET', KEYS[1], ARGV[2], 1) == 1 then
+    redis.call('HINCRBY', KEYS[5], ARGV[2], 1)
+  end
   redis.call('EXPIRE', KEYS[1], ARGV[5])
   redis.call('SADD', KEYS[2], ARGV[6])
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
-else
-  redis.call('HDEL', KEYS[1], ARGV[2])
+elseif redis.call('HDEL', KEYS[1], ARGV[2]) == 1 then
+  if redis.call('HINCRBY', KEYS[5], ARGV[2], -1) <= 0 then
+    redis.call('HDEL', KEYS[5], ARGV[2])
+  end
+  -- the node's last user left: the counts are right, no recount when it is found gone
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[6]) end
 end
-local total = 0
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  total = total + redis.call('HLEN', ARGV[7] .. node)
-end
+local total = count_present(KEYS[2], KEYS[5], ARGV[7])
 fold_presence(KEYS[4], tonumber(ARGV[4]), total)
 return total
+"""
+)
+
+# Refreshes this node's users hash TTL (ARGV[2] > 0) and counts the room's users.
+# KEYS: this node's users hash, nodes set, present hash. ARGV: users prefix, TTL.
+_PRESENCE = (
+    _COUNT_PRESENT
+    + """
+if tonumber(ARGV[2]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return count_present(KEYS[2], KEYS[3], ARGV[1])
 """
 )
 
@@ -209,19 +255,17 @@ return 1
 )
 
 # Everything a join snapshot reads, in one round trip (see RedisBroker.join_view).
-# KEYS: seq, del, chat, likes, nodes, polls.
+# KEYS: seq, del, chat, likes, nodes, polls, present.
 # ARGV: limit, users key prefix, this node, refresh TTL (0: none), poll key prefix, user.
-_JOIN_VIEW = """
+_JOIN_VIEW = (
+    _COUNT_PRESENT
+    + """
 local seq = redis.call('GET', KEYS[1]) or '0'
 local deleted = redis.call('ZRANGE', KEYS[2], 0, -1)
 local entries = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', tonumber(ARGV[1]) + #deleted)
 local likes = redis.call('GET', KEYS[4]) or '0'
 if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', ARGV[2] .. ARGV[3], ARGV[4]) end
-local members = 0
-for _, node in ipairs(redis.call('SMEMBERS', KEYS[5])) do
-  local n = redis.call('HLEN', ARGV[2] .. node)
-  if n == 0 then redis.call('SREM', KEYS[5], node) else members = members + n end
-end
+local members = count_present(KEYS[5], KEYS[7], ARGV[2])
 local polls = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
   local key = ARGV[5] .. id
@@ -230,6 +274,7 @@ for _, id in ipairs(redis.call('ZRANGE', KEYS[6], 0, -1)) do
 end
 return {seq, deleted, entries, likes, members, polls}
 """
+)
 
 _CREATE_ROOM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -383,6 +428,7 @@ class RedisBroker:
         self._draw_close = first.register_script(_DRAW_CLOSE)
         self._claim_media = first.register_script(_CLAIM_MEDIA)
         self._join_view = first.register_script(_JOIN_VIEW)
+        self._presence = first.register_script(_PRESENCE)
         self._handler: NodeHandler | None = None
         self._pending_calls: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._call_tasks: set[asyncio.Task[None]] = set()
@@ -753,6 +799,7 @@ class RedisBroker:
             self._k(room, "likes"),
             self._k(room, "nodes"),
             self._k(room, "polls"),
+            self._k(room, "present"),
         ]
         args: list[str | int] = [
             limit,
@@ -991,6 +1038,7 @@ class RedisBroker:
             self._k(room, "nodes"),
             self._k(room, "known"),
             self._k(room, "stats"),
+            self._k(room, "present"),
         ]
         prefix = self._k(room, "users", "")
         args: list[Any] = [join, user, known, ts, MEMBERS_TTL_S, self.node_id, prefix]
@@ -1018,22 +1066,14 @@ class RedisBroker:
         return any(await self._call(pipe.execute()))
 
     async def presence(self, room: str, local_members: int) -> int:
-        """Users on every live node; also refreshes this node's heartbeat for the room."""
-        if local_members:
-            await self._call(
-                self._db(room).expire(self._users_key(room, self.node_id), MEMBERS_TTL_S)
-            )
-        nodes = await self._live_nodes(room)
-        if not nodes:
-            return 0
-        pipe = self._db(room).pipeline(transaction=False)
-        for node in nodes:
-            pipe.hlen(self._users_key(room, node))
-        counts = await self._call(pipe.execute())
-        gone = [node for node, count in zip(nodes, counts, strict=True) if count == 0]
-        if gone:
-            await self._call(self._db(room).srem(self._k(room, "nodes"), *gone))
-        return int(sum(counts))
+        """Distinct users on every live node; also refreshes this node's heartbeat for the room."""
+        keys = [
+            self._users_key(room, self.node_id),
+            self._k(room, "nodes"),
+            self._k(room, "present"),
+        ]
+        args = [self._k(room, "users", ""), MEMBERS_TTL_S if local_members else 0]
+        return int(await self._call(self._batched(room, self._presence, keys, args)))
 
     # -- counters -------------------------------------------------------------------------
 

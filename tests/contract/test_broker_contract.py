@@ -7,6 +7,7 @@ import itertools
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from roomserver.broker.base import Broker
 from roomserver.broker.memory import MemoryBroker
@@ -343,6 +344,42 @@ async def test_redis_two_nodes_see_one_order(redis_server: RedisServer) -> None:
         again, new = await nodes[1].append_chat("shared", draft("x", "k"), 2)
         assert new is False and again.seq == first.seq
     finally:
+        for node in nodes:
+            await node.close()
+
+
+async def test_redis_a_user_on_two_nodes_counts_once(redis_server: RedisServer) -> None:
+    """Presence counts distinct users, also after a node dies and when the counts are lost."""
+    prefix = f"pr{next(_prefixes)}"
+    nodes = [RedisBroker(redis_server.url, f"n{i}", prefix=prefix) for i in range(2)]
+    for node in nodes:
+        await node.start()
+    raw = aioredis.from_url(redis_server.url)
+    try:
+        await nodes[0].create_room(RoomInfo("p", "P"))
+        ann, bob, cat = (Identity(UserId(u), u.title(), Role.MEMBER) for u in ("ann", "bob", "cat"))
+        await nodes[0].member_joined("p", ann, 1_000)
+        await nodes[0].member_joined("p", cat, 1_000)
+        await nodes[1].member_joined("p", ann, 1_000)  # a second tab, on the other node
+        await nodes[1].member_joined("p", bob, 1_000)
+        assert await nodes[0].presence("p", 2) == await nodes[1].presence("p", 2) == 3
+        assert (await nodes[1].join_view("p", "bob", 5, 2, 1_500)).members == 3
+        await nodes[0].member_left("p", "ann", 2_000)  # ann is still on n1
+        assert await nodes[0].presence("p", 1) == 3
+        assert (await nodes[0].counters("p")).presence.peak == 3
+        # The counts, lost (or never kept, by an older node), are rebuilt.
+        await raw.delete(f"{prefix}:{{p}}:present")
+        assert await nodes[1].presence("p", 2) == 3
+        # n1 dies: its users hash expires, and its users (ann, bob) drop out.
+        await raw.delete(f"{prefix}:{{p}}:users:n1")
+        assert await nodes[0].presence("p", 1) == 1
+        await nodes[0].member_left("p", "cat", 3_000)
+        assert await nodes[0].presence("p", 0) == 0
+        assert await nodes[0].present_users("p") == []
+        # A node whose last user leaves is no longer one of the room's nodes.
+        assert await raw.smembers(f"{prefix}:{{p}}:nodes") == set()
+    finally:
+        await raw.aclose()
         for node in nodes:
             await node.close()
 

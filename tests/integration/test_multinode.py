@@ -133,6 +133,24 @@ async def test_same_user_voting_on_two_nodes_counts_once(redis_server: RedisServ
             await client.close()
 
 
+async def test_a_user_on_two_nodes_is_one_member(redis_server: RedisServer) -> None:
+    async with nodes(2, *redis_args(redis_server)) as (a, b):
+        await create_room(a, "tabs")
+        host, _ = await join(a, "tabs", "h", "host")
+        on_a, _ = await join(a, "tabs", "same")
+        on_b, snap = await join(b, "tabs", "same")  # a second tab, routed to the other node
+        assert snap["room"]["members"] == 2
+        other, snap = await join(b, "tabs", "other")
+        assert snap["room"]["members"] == 3
+        await on_a.close()  # one tab closed: the user is still here
+        await host.event("presence", where=lambda e: e["members"] == 3, timeout=5)
+        await other.close()
+        await host.event("presence", where=lambda e: e["members"] == 2, timeout=5)
+        await on_b.close()
+        await host.event("presence", where=lambda e: e["members"] == 1, timeout=5)
+        await host.close()
+
+
 async def test_link_mic_and_moderation_across_nodes(redis_server: RedisServer) -> None:
     async with nodes(2, *redis_args(redis_server)) as (a, b):
         await create_room(a, "mic")
