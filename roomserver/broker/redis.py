@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import random
@@ -337,6 +338,10 @@ def shard_index(room: str, shards: int) -> int:
     return bucket
 
 
+#: A room's shard is looked up for every Redis call: several per join and per message.
+_cached_shard_index = functools.lru_cache(maxsize=4096)(shard_index)
+
+
 #: Connections a node opens to one Redis. Requests beyond that wait for a free one
 #: (up to POOL_WAIT_S) instead of failing: a burst of joins is queued, not refused.
 #: 5,000 joins at once on two nodes of a 2-core machine kept requests waiting over 5 s
@@ -443,7 +448,10 @@ class RedisBroker:
         return all(shard.connected for shard in self._shards)
 
     def _shard(self, room: str) -> _Shard:
-        return self._shards[shard_index(room, len(self._shards))]
+        shards = self._shards
+        if len(shards) == 1:
+            return shards[0]
+        return shards[_cached_shard_index(room, len(shards))]
 
     def _batched(
         self, room: str, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]
