@@ -92,6 +92,7 @@ from roomserver.broker.base import (
     Tally,
 )
 from roomserver.broker.batch import ScriptBatcher
+from roomserver.broker.packing import pack_with_hiredis
 from roomserver.chat import after_gap, before_gap, resume_window
 from roomserver.errors import (
     AlreadyVoted,
@@ -370,6 +371,7 @@ def _connect(url: str) -> aioredis.Redis:
         retry=Retry(NoBackoff(), 0),
         health_check_interval=5,
     )
+    pack_with_hiredis(pool)
     return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
 
 
