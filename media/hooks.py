@@ -40,14 +40,16 @@ The hooks:
   NACKs upstream, then calls ``__jitter_buffer.add(packet)``. We put a
   :class:`PacketTap` in front of that buffer, so the SFU sees each packet the
   moment it arrives, and the buffer still assembles frames for recording.
-* **Late packets dropped, not a restart** (:func:`drop_late_packets`, for the
-  test and load viewers): aiortc's ``JitterBuffer.add`` takes a packet 100 or
-  more behind its ``_origin`` for a restarted stream and starts again from it,
+* **Late packets dropped, not a restart** (:func:`drop_late_packets`, on the
+  node's receivers from publishers and in the test and load viewers): aiortc's
+  ``JitterBuffer.add`` takes a packet 100 or more behind its ``_origin`` for a
+  restarted stream, starts again from it and asks the sender for a keyframe,
   so a retransmission that lands after the buffer gave up on its gap (a busy
-  receiver, reading its socket late) sends the decoder back in time. A
+  receiver, reading its socket late) sends the frames back in time. A
   :class:`LateDropper` in front of ``__jitter_buffer`` drops such packets, as
   libwebrtc's packet buffer does; a jump back of more than
-  :data:`RESTART_JUMP` packets still restarts.
+  :data:`RESTART_JUMP` packets still restarts. On the node it sits behind the
+  :class:`PacketTap`, which still forwards every packet.
 * **NACKs that repeat** (:func:`repeat_nacks`): ``_handle_rtp_packet`` calls
   ``__nack_generator.add(packet)`` for each (unwrapped) packet and, when it
   returns true, NACKs ``sorted(__nack_generator.missing)``. aiortc's own
@@ -208,7 +210,7 @@ PacketSink = Callable[[RtpPacket], None]
 class PacketTap:
     """Stands in for a receiver's jitter buffer: each packet goes to the SFU, then on."""
 
-    def __init__(self, buffer: JitterBuffer, on_packet: PacketSink) -> None:
+    def __init__(self, buffer: JitterBuffer | LateDropper, on_packet: PacketSink) -> None:
         self._buffer = buffer
         self._on_packet = on_packet
         self.packets = 0
@@ -220,9 +222,12 @@ class PacketTap:
 
 
 def tap_packets(receiver: RTCRtpReceiver, on_packet: PacketSink) -> PacketTap:
-    """Give ``receiver``'s packets (retransmissions recovered) to ``on_packet`` on arrival."""
+    """Give ``receiver``'s packets (retransmissions recovered) to ``on_packet`` on arrival.
+
+    Call :func:`drop_late_packets` first, if at all: the tap goes in front of it.
+    """
     buffer = getattr(receiver, _JITTER_ATTR)
-    if not isinstance(buffer, JitterBuffer):
+    if not isinstance(buffer, JitterBuffer | LateDropper):
         raise HookError(f"tap_packets: {_JITTER_ATTR} is not a JitterBuffer")
     tap = PacketTap(buffer, on_packet)
     setattr(receiver, _JITTER_ATTR, tap)

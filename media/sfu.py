@@ -427,7 +427,8 @@ class SFU:
                 )
 
         hooks.tap_receiver(receiver, on_frame, on_end)
-        hooks.tap_packets(receiver, on_packet)
+        hooks.drop_late_packets(receiver)  # the frames (cache, recording) never go back
+        hooks.tap_packets(receiver, on_packet)  # in front: every packet is forwarded
         hooks.repeat_nacks(receiver)
 
     @staticmethod

@@ -258,6 +258,31 @@ async def test_a_late_packet_is_dropped_not_taken_for_a_restart(dropping: bool) 
     await pc.close()
 
 
+async def test_a_tap_in_front_of_the_dropper_still_sees_every_late_packet() -> None:
+    """The node's chain: PacketTap (forwarding) -> LateDropper -> aiortc's buffer (frames)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    receiver = pc.addTransceiver("video", direction="recvonly").receiver
+    dropper = hooks.drop_late_packets(receiver)
+    seen: list[int] = []
+    tap = hooks.tap_packets(receiver, lambda packet: seen.append(packet.sequence_number))
+    numbers: list[int] = []
+    hooks.tap_receiver(
+        receiver, lambda codec, f: numbers.append(f.timestamp % (1 << 32) // 3000), lambda: None
+    )
+    with pytest.raises(hooks.HookError):
+        hooks.drop_late_packets(receiver)  # behind the tap only: it must come first
+    await _receive_vp8(receiver)
+    packets = _vp8_packets(encode("libvpx", 130))
+    late = packets[5:11]
+    for packet in packets[:120] + late + packets[120:125]:
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)
+    assert seen == [p.sequence_number for p in packets[:120] + late + packets[120:125]]
+    assert tap.packets == 131 and dropper.dropped == 6
+    assert numbers == list(range(124))
+    await receiver.stop()
+    await pc.close()
+
+
 def test_a_jump_far_back_still_restarts_the_stream() -> None:
     from aiortc.jitterbuffer import JitterBuffer
 
