@@ -8,6 +8,11 @@ once per loop tick, on one connection, in the order they were called. Plain
 commands (``PUBLISH`` of member events) may join the same pipeline: alone, each
 would also take a pooled connection, and in a burst open new ones.
 
+With a :class:`~roomserver.broker.link.RedisLink` (plain ``redis://`` and
+``unix://`` URLs), the pipeline is written straight to that link's one
+connection instead of through redis-py (a third of the CPU per round trip); ticks
+whose replies are still out simply follow on the same connection, in order.
+
 Each caller still gets its own result or its own error. A script Redis does
 not know (``NOSCRIPT``: Redis restarted or its scripts were flushed) is sent
 again alone through redis-py's script object, which loads it. A failure of
@@ -25,6 +30,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from roomserver.broker.link import RedisLink
+
 #: (script, keys, args, future); a plain command has no script and its words as args.
 _Call = tuple[AsyncScript | None, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
 
@@ -32,8 +39,9 @@ _Call = tuple[AsyncScript | None, Sequence[Any], Sequence[Any], "asyncio.Future[
 class ScriptBatcher:
     """Queues script calls for one Redis client and sends each tick's as one pipeline."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, link: RedisLink | None = None) -> None:
         self._client = client
+        self._link = link
         self._queue: list[_Call] = []
         self._tasks: set[asyncio.Task[None]] = set()
         #: pipelines sent, and calls sent in them (for tests and tuning)
@@ -71,14 +79,8 @@ class ScriptBatcher:
     async def _send(self, batch: list[_Call]) -> None:
         self.pipelines += 1
         self.calls += len(batch)
-        pipe = self._client.pipeline(transaction=False)
-        for script, keys, args, _ in batch:
-            if script is None:
-                pipe.execute_command(*args)
-            else:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._pipeline(batch)
         except Exception as exc:
             for *_, future in batch:
                 if not future.done():
@@ -98,6 +100,24 @@ class ScriptBatcher:
             else:
                 future.set_result(result)
 
+    async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+        """Every call's reply or error reply, in order, through the link or redis-py."""
+        link = self._link
+        if link is not None:
+            commands = [
+                args if script is None else ("EVALSHA", script.sha, len(keys), *keys, *args)
+                for script, keys, args, _ in batch
+            ]
+            return await link.replies(await link.send(commands))
+        pipe = self._client.pipeline(transaction=False)
+        for script, keys, args, _ in batch:
+            if script is None:
+                pipe.execute_command(*args)
+            else:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        return results
+
     async def _alone(
         self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any], future: Any
     ) -> None:
@@ -114,3 +134,5 @@ class ScriptBatcher:
         """Wait for the pipelines in flight (their callers are waiting for them)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._link is not None:
+            self._link.close()

@@ -92,6 +92,7 @@ from roomserver.broker.base import (
     Tally,
 )
 from roomserver.broker.batch import ScriptBatcher
+from roomserver.broker.link import link_for
 from roomserver.broker.packing import pack_with_hiredis
 from roomserver.chat import after_gap, before_gap, resume_window
 from roomserver.errors import (
@@ -422,7 +423,7 @@ class RedisBroker:
         self._shards = []
         for index, url in enumerate(urls):
             client = _connect(url)
-            self._shards.append(_Shard(index, url, client, ScriptBatcher(client)))
+            self._shards.append(_Shard(index, url, client, ScriptBatcher(client, link_for(url))))
         first = self._shards[0].client
         self._append = first.register_script(_APPEND)
         self._create_room = first.register_script(_CREATE_ROOM)
