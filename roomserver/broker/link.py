@@ -92,6 +92,16 @@ class _Protocol(asyncio.Protocol):
             self.transport.abort()
 
 
+def _write(protocol: _Protocol, commands: Sequence[Sequence[Any]]) -> list[asyncio.Future[Any]]:
+    """Queue one future per command on ``protocol``, then write the commands at once."""
+    loop = asyncio.get_running_loop()
+    futures = [loop.create_future() for _ in commands]
+    protocol.pending.extend(futures)
+    assert protocol.transport is not None
+    protocol.transport.write(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
+    return futures
+
+
 class RedisLink:
     """A lazily opened, pipelined connection; see the module docstring."""
 
@@ -107,13 +117,7 @@ class RedisLink:
         A reply that is an error is a future's *result* (an exception instance),
         so that one command's error never hides the others' replies.
         """
-        protocol = await self._connected()
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in commands]
-        protocol.pending.extend(futures)
-        assert protocol.transport is not None
-        protocol.transport.write(b"".join(hiredis.pack_command(tuple(c)) for c in commands))
-        return futures
+        return _write(await self._connected(), commands)
 
     async def replies(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
         """The replies of ``futures``; past :data:`REPLY_TIMEOUT_S` the connection is dropped."""
@@ -167,11 +171,8 @@ class RedisLink:
         if options.get("db"):
             setup.append(("SELECT", options["db"]))
         if setup:
-            assert protocol.transport is not None
-            futures = [loop.create_future() for _ in setup]
-            protocol.pending.extend(futures)
-            protocol.transport.write(b"".join(hiredis.pack_command(c) for c in setup))
-            self._protocol = protocol
+            futures = _write(protocol, setup)
+            self._protocol = protocol  # so that a timeout below drops this connection
             for reply in await self.replies(futures):
                 if isinstance(reply, Exception):
                     protocol.fail(RedisConnectionError(f"Redis refused the connection: {reply}"))
