@@ -16,23 +16,41 @@ import argparse
 import socket
 import time
 from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from roomserver.sendring import SendRing
 
 
-def measure(sockets: int, size: int, rounds: int, ring: SendRing | None = None) -> float:
-    """CPU microseconds per send, over ``rounds`` x ``sockets`` sends (through ``ring``)."""
+@contextmanager
+def loopback_pairs(count: int) -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    """``count`` connected loopback TCP pairs: (sender, receiver), the sender as a node's.
+
+    The sender is the accepted side, non-blocking and with ``TCP_NODELAY``, as a
+    member's socket on a node; the receiver is the connecting side, blocking.
+    """
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    listener.listen(4096)
+    listener.listen(count)
     pairs: list[tuple[socket.socket, socket.socket]] = []
     try:
-        for _ in range(sockets):
-            client = socket.create_connection(listener.getsockname())
-            server, _ = listener.accept()
-            server.setblocking(False)
-            server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            pairs.append((server, client))
+        for _ in range(count):
+            receiver = socket.create_connection(listener.getsockname())
+            sender, _ = listener.accept()
+            sender.setblocking(False)
+            sender.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            pairs.append((sender, receiver))
+        yield pairs
+    finally:
+        for sender, receiver in pairs:
+            sender.close()
+            receiver.close()
+        listener.close()
+
+
+def measure(sockets: int, size: int, rounds: int, ring: SendRing | None = None) -> float:
+    """CPU microseconds per send, over ``rounds`` x ``sockets`` sends (through ``ring``)."""
+    with loopback_pairs(sockets) as pairs:
         frame = b"\x81" + bytes([min(size - 2, 125)]) + b"x" * (size - 2)
         fds = array("i", [server.fileno() for server, _ in pairs])
         cpu = 0.0
@@ -48,11 +66,6 @@ def measure(sockets: int, size: int, rounds: int, ring: SendRing | None = None) 
             for _server, client in pairs:
                 client.recv(65536)
         return cpu / (rounds * sockets) * 1e6
-    finally:
-        for server, client in pairs:
-            server.close()
-            client.close()
-        listener.close()
 
 
 def main() -> None:

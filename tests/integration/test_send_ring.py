@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 
-from loadtest.sendcost import measure
+from loadtest.sendcost import loopback_pairs, measure
 from roomserver.events import Envelope
 from roomserver.hub import Conn, Hub, flusher
 from roomserver.ids import Identity, Role, UserId
@@ -31,23 +31,10 @@ pytestmark = pytest.mark.skipif(SendRing.open() is None, reason="no io_uring on 
 @contextmanager
 def socket_pairs(count: int) -> Iterator[list[tuple[socket.socket, socket.socket]]]:
     """``count`` connected loopback TCP pairs: (non-blocking sender, receiver)."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(count)
-    pairs: list[tuple[socket.socket, socket.socket]] = []
-    try:
-        for _ in range(count):
-            receiver = socket.create_connection(listener.getsockname())
-            sender, _ = listener.accept()
-            sender.setblocking(False)
+    with loopback_pairs(count) as pairs:
+        for _, receiver in pairs:
             receiver.settimeout(5)
-            pairs.append((sender, receiver))
         yield pairs
-    finally:
-        for sender, receiver in pairs:
-            sender.close()
-            receiver.close()
-        listener.close()
 
 
 def receive(sock: socket.socket, size: int) -> bytes:
